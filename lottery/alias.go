@@ -82,8 +82,7 @@ func SplitMix64(x uint64) uint64 {
 // alias tables cached per strategy (and, in total mode, per set of awards
 // in stock). It is safe for concurrent use.
 type NativeDrawer struct {
-	mu     sync.Mutex
-	tables map[int64]*strategyTables
+	tables sync.Map // strategy id -> *strategyTables
 }
 
 type strategyTables struct {
@@ -141,16 +140,12 @@ func (d *NativeDrawer) pick(req DrawRequest) int {
 }
 
 func (d *NativeDrawer) tablesFor(s *Strategy) *strategyTables {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.tables == nil {
-		d.tables = make(map[int64]*strategyTables)
+	if v, ok := d.tables.Load(s.ID); ok && v.(*strategyTables).s == s {
+		return v.(*strategyTables)
 	}
-	st := d.tables[s.ID]
-	if st != nil && st.s == s {
-		return st
-	}
-	st = &strategyTables{s: s, total: make(map[uint64]*aliasTable)}
+	// A new or changed strategy: build its tables. Two racing builders build
+	// the same thing; the last store wins.
+	st := &strategyTables{s: s, total: make(map[uint64]*aliasTable)}
 	if s.Mode == ModeSingle {
 		w := make([]int64, len(s.Details)+1)
 		var sum int64
@@ -161,6 +156,6 @@ func (d *NativeDrawer) tablesFor(s *Strategy) *strategyTables {
 		w[len(s.Details)] = RateScale - sum
 		st.single = newAliasTable(w)
 	}
-	d.tables[s.ID] = st
+	d.tables.Store(s.ID, st)
 	return st
 }

@@ -1,0 +1,177 @@
+package lottery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// RelayConfig tunes a Relay.
+type RelayConfig struct {
+	// Queue bounds the invoices waiting for the publisher. When it is full
+	// Enqueue drops the invoice, which stays mq_state 0 in the store for the
+	// compensation scan: the queue is an accelerator, the store is the truth.
+	Queue int
+	// Batch is the most invoices published in one call.
+	Batch int
+	// Timeout bounds one publish plus its state update.
+	Timeout time.Duration
+}
+
+// RelayStats are the relay's counters.
+type RelayStats struct {
+	Sent, Failed, Dropped, Compensated uint64
+	Queued                             int
+}
+
+// Relay is the outbox relay: after an order commits it publishes the
+// invoice and records the outcome (mq_state 1 on ack, 2 on failure); the
+// compensation scan re-sends what was left behind. Its Run goroutine is owned
+// by whoever calls Run (the server) and stops when the context ends.
+type Relay struct {
+	pub   Publisher
+	box   Outbox
+	cfg   RelayConfig
+	queue chan Invoice
+
+	sent, failed, dropped, compensated atomic.Uint64
+}
+
+// NewRelay returns a relay publishing through pub and recording states in box.
+func NewRelay(pub Publisher, box Outbox, cfg RelayConfig) *Relay {
+	if cfg.Queue <= 0 {
+		cfg.Queue = 16384
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Relay{pub: pub, box: box, cfg: cfg, queue: make(chan Invoice, cfg.Queue)}
+}
+
+// Enqueue hands an invoice to the relay without blocking. It reports false
+// when the queue is full (the invoice is then left to the compensation scan).
+func (r *Relay) Enqueue(inv Invoice) bool {
+	select {
+	case r.queue <- inv:
+		return true
+	default:
+		r.dropped.Add(1)
+		return false
+	}
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() RelayStats {
+	return RelayStats{Sent: r.sent.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(), Compensated: r.compensated.Load(), Queued: len(r.queue)}
+}
+
+// Run publishes queued invoices in batches until ctx ends, then publishes
+// what is still queued with a bounded timeout.
+func (r *Relay) Run(ctx context.Context) {
+	batch := make([]Invoice, 0, r.cfg.Batch)
+	for {
+		select {
+		case <-ctx.Done():
+			r.drain(batch[:0])
+			return
+		case inv := <-r.queue:
+			batch = append(batch[:0], inv)
+		fill:
+			for len(batch) < r.cfg.Batch {
+				select {
+				case inv := <-r.queue:
+					batch = append(batch, inv)
+				default:
+					break fill
+				}
+			}
+			r.publish(context.WithoutCancel(ctx), batch)
+		}
+	}
+}
+
+func (r *Relay) drain(batch []Invoice) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		select {
+		case inv := <-r.queue:
+			batch = append(batch, inv)
+			if len(batch) < r.cfg.Batch {
+				continue
+			}
+		default:
+		}
+		if len(batch) == 0 {
+			return
+		}
+		r.publish(ctx, batch)
+		batch = batch[:0]
+	}
+}
+
+// publish sends a batch and records each invoice's outcome. It returns how
+// many were acknowledged.
+func (r *Relay) publish(ctx context.Context, invs []Invoice) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	errs := r.pub.Publish(ctx, invs)
+	var ok, bad []OrderRef
+	for i, inv := range invs {
+		ref := OrderRef{UserID: inv.UserID, OrderID: inv.OrderID}
+		if i < len(errs) && errs[i] == nil {
+			ok = append(ok, ref)
+		} else {
+			bad = append(bad, ref)
+		}
+	}
+	r.sent.Add(uint64(len(ok)))
+	r.failed.Add(uint64(len(bad)))
+	var err error
+	if len(ok) > 0 {
+		err = r.box.SetMQState(ctx, ok, MQSent)
+	}
+	if len(bad) > 0 {
+		err = errors.Join(err, r.box.SetMQState(ctx, bad, MQFailed))
+	}
+	if err != nil {
+		// The store keeps the older state: a sent invoice left at 0 or 2 is sent
+		// again by the scan and the distributor's idempotence absorbs it.
+		return len(ok), fmt.Errorf("outbox: record mq_state: %w", err)
+	}
+	return len(ok), nil
+}
+
+// Compensate is the compensation scan: it re-sends orders whose invoice
+// failed (mq_state 2) or was never confirmed (mq_state 0 older than
+// staleAfter), across every shard, and returns how many were acknowledged.
+func (r *Relay) Compensate(ctx context.Context, now time.Time, staleAfter time.Duration) (int, error) {
+	total := 0
+	for {
+		orders, err := r.box.Pending(ctx, now.Add(-staleAfter), r.cfg.Batch)
+		if err != nil {
+			return total, fmt.Errorf("outbox: pending: %w", err)
+		}
+		if len(orders) == 0 {
+			return total, nil
+		}
+		invs := make([]Invoice, len(orders))
+		for i := range orders {
+			invs[i] = InvoiceOf(&orders[i])
+		}
+		n, err := r.publish(ctx, invs)
+		total += n
+		r.compensated.Add(uint64(n))
+		if err != nil {
+			return total, err
+		}
+		if n < len(invs) || len(orders) < r.cfg.Batch {
+			return total, nil // the broker refuses: try again next round, do not spin
+		}
+	}
+}

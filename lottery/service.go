@@ -1,0 +1,311 @@
+package lottery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Deps are the ports a Service runs on. Every field is required except
+// Events and Relay (nil means: no analytics, no invoice hand-off).
+type Deps struct {
+	Catalog CatalogAdmin
+	Orders  Orders
+	Ledger  Ledger
+	Stock   Stock
+	Admin   StockAdmin
+	Drawer  Drawer
+	Events  Events
+	Relay   *Relay
+	IDs     *Snowflake
+}
+
+// ServiceConfig tunes a Service.
+type ServiceConfig struct {
+	// CatalogTTL bounds how long a cached activity may be stale when another
+	// process changed it (changes made through this Service apply at once).
+	CatalogTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Seed supplies the per-draw random seed; nil means math/rand/v2.
+	Seed func() uint64
+}
+
+// Service runs the draw process and the activity administration over the
+// ports. It is safe for concurrent use.
+type Service struct {
+	d     Deps
+	cfg   ServiceConfig
+	cache sync.Map // activity id -> *entry
+}
+
+type entry struct {
+	act    *Activity
+	strat  *Strategy
+	loaded time.Time
+}
+
+// NewService checks deps and returns a Service.
+func NewService(d Deps, cfg ServiceConfig) (*Service, error) {
+	if d.Catalog == nil || d.Orders == nil || d.Ledger == nil || d.Stock == nil || d.Admin == nil || d.Drawer == nil || d.IDs == nil {
+		return nil, fmt.Errorf("%w: lottery service needs catalog, orders, ledger, stock, stock admin, drawer and ids", ErrInvalid)
+	}
+	if cfg.CatalogTTL <= 0 {
+		cfg.CatalogTTL = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Seed == nil {
+		cfg.Seed = rand.Uint64
+	}
+	return &Service{d: d, cfg: cfg}, nil
+}
+
+// ValidateUserID checks a user id: 1 to 64 bytes of printable UTF-8.
+func ValidateUserID(id string) error {
+	if id == "" || len(id) > 64 || !utf8.ValidString(id) {
+		return fmt.Errorf("%w: userId must be 1 to 64 bytes of UTF-8", ErrInvalid)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: userId must not contain control characters", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Result is the answer of one draw.
+type Result struct {
+	Outcome  Outcome
+	Activity *Activity
+	Take     *Take
+	Order    *Order // set on a win
+	Mode     Mode
+	Module   string
+	Seed     uint64
+}
+
+// Draw runs the whole draw process for a user in an activity: partake
+// (reuse an unused take, or check, reserve stock and record a take), draw
+// over the awards with stock, reserve the award, record the outcome and the
+// order in one transaction, hand the invoice to the relay, and record the
+// analytics event. Business outcomes other than win and lose come back as
+// errors wrapping ErrSoldOut, ErrLimitReached or ErrNotActive.
+func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (*Result, error) {
+	start := s.cfg.Now()
+	res, err := s.draw(ctx, userID, activityID)
+	if errors.Is(err, ErrTakeUsed) { // a concurrent draw of the same user used our take: go again once
+		res, err = s.draw(ctx, userID, activityID)
+	}
+	if s.d.Events != nil && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) {
+		s.d.Events.Record(s.event(start, userID, activityID, res, err))
+	}
+	return res, err
+}
+
+func (s *Service) event(start time.Time, userID string, activityID int64, res *Result, err error) Event {
+	now := s.cfg.Now()
+	e := Event{At: now, ActivityID: activityID, UserID: userID, Outcome: OutcomeOf(err), LatencyUS: now.Sub(start).Microseconds(), Node: s.d.IDs.Node()}
+	if res != nil {
+		if err == nil {
+			e.Outcome = res.Outcome
+		}
+		e.Mode, e.Module, e.Seed = res.Mode, res.Module, res.Seed
+		if res.Order != nil {
+			e.AwardID = res.Order.Award.ID
+		}
+	}
+	return e
+}
+
+// OutcomeOf names the outcome an error stands for (OutcomeError for a
+// failure that is not a business outcome).
+func OutcomeOf(err error) Outcome {
+	switch {
+	case err == nil:
+		return OutcomeLose
+	case errors.Is(err, ErrSoldOut):
+		return OutcomeSoldOut
+	case errors.Is(err, ErrLimitReached):
+		return OutcomeLimitReached
+	case errors.Is(err, ErrNotActive):
+		return OutcomeNotActive
+	}
+	return OutcomeError
+}
+
+func (s *Service) draw(ctx context.Context, userID string, activityID int64) (*Result, error) {
+	if err := ValidateUserID(userID); err != nil {
+		return nil, err
+	}
+	act, strat, err := s.load(ctx, activityID)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Activity: act, Mode: strat.Mode}
+	now := s.cfg.Now()
+	if !act.Open(now) {
+		return res, fmt.Errorf("activity %d is %s: %w", act.ID, act.State, ErrNotActive)
+	}
+	take, err := s.partake(ctx, userID, act, now)
+	if err != nil {
+		return res, err
+	}
+	res.Take = take
+	return res, s.drawTake(ctx, res, strat, take, now)
+}
+
+// partake is the seed's template: reuse the user's unused take, else check
+// stock and the user's count, reserve stock and record a new take.
+func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time) (*Take, error) {
+	key := StockKey{Activity: act.ID}
+	if s.d.Stock.SoldOut(key) {
+		// A sold-out activity costs no store round trip. A user holding an
+		// unused take loses nothing: that take waits until stock frees up or
+		// the reconciliation sees it.
+		return nil, fmt.Errorf("activity %d: %w", act.ID, ErrSoldOut)
+	}
+	us, err := s.d.Orders.UserState(ctx, userID, act.ID)
+	if err != nil {
+		return nil, fmt.Errorf("partake: user state: %w", err)
+	}
+	if us.Unused != nil {
+		return us.Unused, nil
+	}
+	if us.Left == 0 {
+		return nil, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
+	}
+	r, err := s.d.Stock.Reserve(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("activity %d: %w", act.ID, err)
+	}
+	t := &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}
+	if err := s.d.Orders.Take(ctx, t, act.TakeCount); err != nil {
+		if rerr := s.d.Stock.Release(context.WithoutCancel(ctx), r); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("release activity stock: %w", rerr))
+		}
+		return nil, fmt.Errorf("partake: %w", err)
+	}
+	_ = s.d.Stock.Settle(ctx, r) // best effort: a slot lock expires by itself
+	return t, nil
+}
+
+// drawTake draws the award for a take, reserves its stock and records the
+// outcome; a win becomes an order and its invoice is handed to the relay.
+func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, take *Take, now time.Time) error {
+	inStock := make([]bool, len(strat.Details))
+	for i := range strat.Details {
+		inStock[i] = !s.d.Stock.SoldOut(StockKey{Activity: take.ActivityID, Award: strat.Details[i].ID})
+	}
+	seed := s.cfg.Seed()
+	var (
+		pick   = -1
+		resv   Reservation
+		module string
+	)
+	for range len(strat.Details) + 1 {
+		dr, err := s.d.Drawer.Draw(ctx, DrawRequest{Strategy: strat, InStock: inStock, Seed: seed})
+		if err != nil {
+			return fmt.Errorf("draw: %w", err)
+		}
+		module = dr.Module
+		if dr.Index < 0 {
+			break
+		}
+		if dr.Index >= len(strat.Details) {
+			return fmt.Errorf("draw: %w: module %s chose award %d of %d", ErrUnavailable, dr.Module, dr.Index, len(strat.Details))
+		}
+		r, err := s.d.Stock.Reserve(ctx, StockKey{Activity: take.ActivityID, Award: strat.Details[dr.Index].ID})
+		if err == nil {
+			pick, resv = dr.Index, r
+			break
+		}
+		if !errors.Is(err, ErrSoldOut) {
+			return fmt.Errorf("draw: reserve award: %w", err)
+		}
+		if strat.Mode == ModeSingle { // single-item rate: a drawn award without stock is a miss
+			break
+		}
+		inStock[dr.Index] = false // total rate: renormalise over what is left, same seed stream
+		seed = SplitMix64(seed)
+	}
+	res.Module, res.Seed = module, seed
+	var order *Order
+	if pick >= 0 {
+		d := strat.Details[pick]
+		take.AwardID = d.ID
+		order = &Order{
+			ID: s.d.IDs.Next(), UserID: take.UserID, ActivityID: take.ActivityID, StrategyID: strat.ID,
+			Mode: strat.Mode, GrantType: strat.GrantType, GrantDate: strat.GrantDate, Award: d.Award,
+			TakeID: take.ID, MQState: MQInit, Module: module, Seed: seed, At: now,
+		}
+	}
+	if err := s.d.Orders.Draw(ctx, take, order); err != nil {
+		take.AwardID = ""
+		if pick >= 0 {
+			if rerr := s.d.Stock.Release(context.WithoutCancel(ctx), resv); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("release award stock: %w", rerr))
+			}
+		}
+		return fmt.Errorf("record draw: %w", err)
+	}
+	take.State = TakeUsed
+	if order == nil {
+		res.Outcome = OutcomeLose
+		return nil
+	}
+	_ = s.d.Stock.Settle(ctx, resv)
+	res.Outcome, res.Order = OutcomeWin, order
+	if s.d.Relay != nil {
+		s.d.Relay.Enqueue(InvoiceOf(order)) // a full queue leaves mq_state 0 for the compensation scan
+	}
+	return nil
+}
+
+// load returns the activity and its strategy, cached for CatalogTTL.
+func (s *Service) load(ctx context.Context, id int64) (*Activity, *Strategy, error) {
+	if v, ok := s.cache.Load(id); ok {
+		e := v.(*entry)
+		if s.cfg.Now().Sub(e.loaded) < s.cfg.CatalogTTL {
+			return e.act, e.strat, nil
+		}
+	}
+	act, err := s.d.Catalog.Activity(ctx, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("activity %d: %w", id, err)
+	}
+	strat, err := s.d.Catalog.Strategy(ctx, act.StrategyID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("activity %d: strategy %d: %w", id, act.StrategyID, err)
+	}
+	// Keep the cached strategy pointer when nothing changed, so drawers keep
+	// their prepared tables.
+	if v, ok := s.cache.Load(id); ok {
+		if old := v.(*entry); old.strat != nil && sameStrategy(old.strat, strat) {
+			strat = old.strat
+		}
+	}
+	s.cache.Store(id, &entry{act: act, strat: strat, loaded: s.cfg.Now()})
+	return act, strat, nil
+}
+
+func sameStrategy(a, b *Strategy) bool {
+	if a.ID != b.ID || a.Mode != b.Mode || a.GrantType != b.GrantType || !a.GrantDate.Equal(b.GrantDate) || a.Module != b.Module || len(a.Details) != len(b.Details) {
+		return false
+	}
+	for i := range a.Details {
+		x, y := a.Details[i], b.Details[i]
+		if x.Award != y.Award || x.AwardCount != y.AwardCount || x.Rate != y.Rate {
+			return false
+		}
+	}
+	return true
+}
+
+// Forget drops an activity from the cache so the next draw reads it again.
+func (s *Service) Forget(id int64) { s.cache.Delete(id) }
