@@ -1,0 +1,34 @@
+# The two commands of the README are `make run` and `make test`.
+GO       ?= go
+BIN      := bin/lottery
+PKGS     := ./...
+TESTFLAGS ?= -race -timeout 20m
+
+.PHONY: run test test-short bench build check fuzz clean
+
+run: ## start the edge on embedded defaults with the demo activity
+	$(GO) run ./cmd/lottery serve
+
+build:
+	$(GO) build -o $(BIN) ./cmd/lottery
+
+test: ## vet, format check, and every test with the race detector
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+bench: build ## bare fasthttp vs the draw endpoint, pinned cores; writes BENCHMARKS.md
+	$(BIN) benchsuite --bin $(BIN) --out BENCHMARKS.md
+	$(GO) test -run XXX -bench . -benchmem ./lottery ./stock ./orders ./analytics
+
+fuzz: ## a short run of every fuzz target
+	$(GO) test -run XXX -fuzz FuzzParseDraw -fuzztime 30s ./server
+
+check: test ## what CI checks, plus a tidy module
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+
+clean:
+	rm -rf bin

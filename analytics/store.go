@@ -1,0 +1,62 @@
+package analytics
+
+import (
+	"context"
+	"time"
+
+	"github.com/flashlottery/lottery/lottery"
+)
+
+// Store is where the Sink delivers batches of draw events: the embedded store
+// by default, ClickHouse in production.
+//
+// Insert stores the whole batch or nothing and returns an error if it did not;
+// the Sink then retries the same batch, so an Insert that fails after a partial
+// write may count some events twice (a ClickHouse adapter should send one batch
+// as one INSERT). Insert must honour ctx: the Sink bounds every call with a
+// timeout and relies on the call returning once ctx is done. Insert must not
+// retain events after it returns: the Sink reuses the slice.
+type Store interface {
+	Insert(ctx context.Context, events []lottery.Event) error
+}
+
+// Querier answers the named analytics queries.
+//
+// Summary counts the events of one activity whose time lies in [from, to),
+// both taken to the whole second (the resolution of a ClickHouse DateTime and
+// of the embedded store's buckets). A zero from means since the first event, a
+// zero to means up to the last one.
+type Querier interface {
+	Summary(ctx context.Context, activityID int64, from, to time.Time) (Summary, error)
+}
+
+// Summary is the outcome of the draws of one activity over a time window.
+type Summary struct {
+	ActivityID int64 `json:"activityId"`
+	// Draws counts every draw attempt, whatever its outcome.
+	Draws int64 `json:"draws"`
+	// Wins counts the attempts whose outcome is lottery.OutcomeWin.
+	Wins int64 `json:"wins"`
+	// WinRate is Wins / Draws, 0 when there were no draws.
+	WinRate float64 `json:"winRate"`
+	// Outcomes counts attempts by outcome (win, lose, sold_out, ...).
+	Outcomes map[string]int64 `json:"outcomes"`
+	// Awards counts won draws by award id.
+	Awards map[string]int64 `json:"awards"`
+	// LatencyP50US and LatencyP99US are the median and 99th percentile of
+	// the draw latency in microseconds (estimates from a histogram in the
+	// embedded store, within about 12%).
+	LatencyP50US int64 `json:"latencyP50Us"`
+	LatencyP99US int64 `json:"latencyP99Us"`
+	// From and To echo the queried window; zero means unbounded.
+	From time.Time `json:"from,omitzero"`
+	To   time.Time `json:"to,omitzero"`
+}
+
+// winRate returns wins / draws, 0 for no draws.
+func winRate(wins, draws int64) float64 {
+	if draws == 0 {
+		return 0
+	}
+	return float64(wins) / float64(draws)
+}

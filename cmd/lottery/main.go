@@ -1,0 +1,224 @@
+// Command lottery is the flash-sale lottery edge: one binary that serves,
+// migrates, and drives load. It only wires: flags and config into the
+// packages that do the work.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flashlottery/lottery/configs"
+	"github.com/flashlottery/lottery/loadgen"
+	"github.com/flashlottery/lottery/orders"
+	"github.com/flashlottery/lottery/server"
+)
+
+const usage = `lottery: a flash-sale lottery edge
+
+usage:
+  lottery serve   [--config FILE] [--addr HOST:PORT] [--data DIR]   run the edge (embedded defaults without a config)
+  lottery migrate [--config FILE] [--data DIR]                      create or update the store's tables
+  lottery bench   [--url URL] [--requests N] [--concurrency C] [--users U] [--activity ID] [--verify]
+                                                                    drive draws and verify stock, prizes, orders and invoices
+  lottery bare    [--addr HOST:PORT]                                a bare fasthttp handler, the benchmark baseline
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(ctx, os.Args[2:])
+	case "migrate":
+		err = migrate(ctx, os.Args[2:])
+	case "bench":
+		err = bench(ctx, os.Args[2:])
+	case "bare":
+		err = bare(ctx, os.Args[2:])
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "lottery: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lottery:", err)
+		os.Exit(1)
+	}
+}
+
+// loadConfig reads --config (or the defaults), the environment and the flags, then validates once.
+func loadConfig(fs *flag.FlagSet, args []string) (configs.Config, error) {
+	path := fs.String("config", "", "YAML config file (default: embedded defaults)")
+	addr := fs.String("addr", "", "listen address, overrides the config")
+	data := fs.String("data", "", "data directory, overrides the config")
+	if err := fs.Parse(args); err != nil {
+		return configs.Config{}, err
+	}
+	cfg := configs.Default()
+	if *path != "" {
+		var err error
+		if cfg, err = configs.Load(*path); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.ApplyEnv(os.Getenv)
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	if *data != "" {
+		cfg.DataDir = *data
+	}
+	return cfg, cfg.Validate()
+}
+
+func serve(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(nil); err != nil {
+		_ = srv.Shutdown(context.Background())
+		return err
+	}
+	log.Info("admin token", "file", filepath.Join(cfg.DataDir, "admin.token"), "hint", "Authorization: Bearer $(cat "+filepath.Join(cfg.DataDir, "admin.token")+")")
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-waitErr(srv):
+		log.Error("server stopped", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func waitErr(srv *server.Server) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- srv.Wait() }() // ends when the HTTP server stops
+	return ch
+}
+
+func migrate(ctx context.Context, args []string) error {
+	cfg, err := loadConfig(flag.NewFlagSet("migrate", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	router, err := orders.NewRouter(cfg.Orders.DBCount, cfg.Orders.TBCount)
+	if err != nil {
+		return err
+	}
+	st, err := orders.OpenSQLite(filepath.Join(cfg.DataDir, "orders"), router)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("migrated %s (%d databases x %d tables)\n", filepath.Join(cfg.DataDir, "orders"), cfg.Orders.DBCount, cfg.Orders.TBCount)
+	return nil
+}
+
+func bench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var cfg loadgen.Config
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "edge base URL")
+	fs.IntVar(&cfg.Requests, "requests", 20000, "total draw requests")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections")
+	fs.IntVar(&cfg.Users, "users", 10000, "distinct user ids")
+	fs.StringVar(&cfg.UserPrefix, "user-prefix", "", "user id prefix (default: a fresh one per run)")
+	fs.Int64Var(&cfg.ActivityID, "activity", configs.DemoActivityID, "activity id")
+	fs.StringVar(&cfg.Path, "path", "/api/v1/draw", "endpoint")
+	verify := fs.Bool("verify", true, "verify stock, prizes, orders and invoices afterwards (needs the admin token)")
+	token := fs.String("token", "", "admin token (default: $LOTTERY_ADMIN_TOKEN or DATA/admin.token)")
+	data := fs.String("data", "data", "the edge's data directory, to find admin.token")
+	wait := fs.Duration("wait", 60*time.Second, "how long verification waits for invoices to be delivered")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.UserPrefix == "" {
+		cfg.UserPrefix = fmt.Sprintf("b%x-", time.Now().UnixNano()&0xffffff)
+	}
+	if !*quiet && !*asJSON {
+		cfg.Progress = os.Stderr
+	}
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		loadgen.Result
+		Verify *loadgen.Report `json:"verify,omitempty"`
+	}{Result: res}
+	if *verify {
+		tok := *token
+		if tok == "" {
+			tok = os.Getenv("LOTTERY_ADMIN_TOKEN")
+		}
+		if tok == "" {
+			b, err := os.ReadFile(filepath.Join(*data, "admin.token"))
+			if err != nil {
+				return fmt.Errorf("verify needs the admin token: --token, LOTTERY_ADMIN_TOKEN or %s: %w", filepath.Join(*data, "admin.token"), err)
+			}
+			tok = strings.TrimSpace(string(b))
+		}
+		rep, err := loadgen.Verify(ctx, cfg.URL, tok, cfg.ActivityID, *wait)
+		if err != nil {
+			return err
+		}
+		out.Verify = &rep
+	}
+	if *asJSON {
+		if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Print(res.Format())
+		if out.Verify != nil {
+			fmt.Print(out.Verify.Format())
+		}
+	}
+	if out.Verify != nil && len(out.Verify.Violations) > 0 {
+		return fmt.Errorf("verification failed: %s", strings.Join(out.Verify.Violations, "; "))
+	}
+	return nil
+}
+
+func bare(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return loadgen.ServeBare(ctx, *addr, io.Discard)
+}

@@ -1,0 +1,206 @@
+package configs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of the edge.
+type Config struct {
+	// Addr is where the HTTP edge listens.
+	Addr string `yaml:"addr"`
+	// DataDir holds the embedded stores (SQLite, broker log, analytics log).
+	DataDir string `yaml:"dataDir"`
+	// Node is this edge's number in the cluster (0..1023); it goes into ids.
+	Node int64 `yaml:"node"`
+	// AdminToken guards the admin endpoints. Empty: a random token is made at
+	// start and written to DataDir/admin.token.
+	AdminToken string `yaml:"adminToken"`
+	// Demo seeds the demo activity at start when no activity exists.
+	Demo bool `yaml:"demo"`
+
+	HTTP      HTTP      `yaml:"http"`
+	Orders    Orders    `yaml:"orders"`
+	Kafka     Kafka     `yaml:"kafka"`
+	Analytics Analytics `yaml:"analytics"`
+	Jobs      Jobs      `yaml:"jobs"`
+}
+
+// HTTP tunes the fasthttp server.
+type HTTP struct {
+	// MaxBodyBytes bounds any request body; larger ones are refused by the server.
+	MaxBodyBytes int `yaml:"maxBodyBytes"`
+	// MaxDrawBodyBytes bounds a draw request body.
+	MaxDrawBodyBytes int           `yaml:"maxDrawBodyBytes"`
+	ReadTimeout      time.Duration `yaml:"readTimeout"`
+	WriteTimeout     time.Duration `yaml:"writeTimeout"`
+	// DrawTimeout bounds one draw end to end.
+	DrawTimeout time.Duration `yaml:"drawTimeout"`
+	Concurrency int           `yaml:"concurrency"`
+}
+
+// Orders configures the orders store and its sharding.
+type Orders struct {
+	// Backend is "sqlite" (embedded default).
+	Backend string `yaml:"backend"`
+	DBCount int    `yaml:"dbCount"`
+	TBCount int    `yaml:"tbCount"`
+}
+
+// Kafka configures the invoice broker. No brokers means the embedded broker.
+type Kafka struct {
+	Brokers []string `yaml:"brokers"`
+	Topic   string   `yaml:"topic"`
+	Group   string   `yaml:"group"`
+	// EmbeddedAddr is where the embedded broker listens ("127.0.0.1:0" picks a port).
+	EmbeddedAddr string        `yaml:"embeddedAddr"`
+	Timeout      time.Duration `yaml:"timeout"`
+	// Consume runs the invoice consumer (the distributor) in this process.
+	Consume bool `yaml:"consume"`
+}
+
+// Analytics configures the draw-event sink.
+type Analytics struct {
+	// Backend is "embedded" (default).
+	Backend    string        `yaml:"backend"`
+	Capacity   int           `yaml:"capacity"`
+	BatchSize  int           `yaml:"batchSize"`
+	FlushEvery time.Duration `yaml:"flushEvery"`
+}
+
+// Jobs configures the in-process scheduled jobs.
+type Jobs struct {
+	// StateEvery is the period of the activity-state job.
+	StateEvery time.Duration `yaml:"stateEvery"`
+	// CompensateEvery is the period of the outbox compensation scan.
+	CompensateEvery time.Duration `yaml:"compensateEvery"`
+	// StaleAfter is how old an unconfirmed (mq_state 0) order must be before
+	// the scan re-sends it.
+	StaleAfter time.Duration `yaml:"staleAfter"`
+}
+
+// Default returns the embedded-mode configuration: every port on its
+// in-process default, data under ./data, the demo activity seeded.
+func Default() Config {
+	return Config{
+		Addr:    "127.0.0.1:8080",
+		DataDir: "data",
+		Demo:    true,
+		HTTP: HTTP{
+			MaxBodyBytes:     8 << 20,
+			MaxDrawBodyBytes: 4 << 10,
+			ReadTimeout:      10 * time.Second,
+			WriteTimeout:     10 * time.Second,
+			DrawTimeout:      2 * time.Second,
+			Concurrency:      256 * 1024,
+		},
+		Orders:    Orders{Backend: "sqlite", DBCount: 2, TBCount: 4},
+		Kafka:     Kafka{Topic: "lottery_invoice", Group: "lottery_invoice_distributor", EmbeddedAddr: "127.0.0.1:0", Timeout: 5 * time.Second, Consume: true},
+		Analytics: Analytics{Backend: "embedded", Capacity: 1 << 16, BatchSize: 4096, FlushEvery: time.Second},
+		Jobs:      Jobs{StateEvery: 5 * time.Second, CompensateEvery: 10 * time.Second, StaleAfter: 30 * time.Second},
+	}
+}
+
+// MaxConfigBytes bounds a config file.
+const MaxConfigBytes = 1 << 20
+
+// Load reads a YAML file over the defaults. Unknown keys are errors. The
+// result is not validated: call Validate after ApplyEnv and flags.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if len(b) > MaxConfigBytes {
+		return cfg, fmt.Errorf("config %s: %d bytes, more than %d", path, len(b), MaxConfigBytes)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ApplyEnv overrides fields from the environment: LOTTERY_ADMIN_TOKEN,
+// LOTTERY_ADDR, LOTTERY_DATA.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	if v := getenv("LOTTERY_ADMIN_TOKEN"); v != "" {
+		c.AdminToken = v
+	}
+	if v := getenv("LOTTERY_ADDR"); v != "" {
+		c.Addr = v
+	}
+	if v := getenv("LOTTERY_DATA"); v != "" {
+		c.DataDir = v
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr %q: %v", c.Addr, err)
+	}
+	if c.DataDir == "" {
+		bad("dataDir is required")
+	}
+	if c.Node < 0 || c.Node > 1023 {
+		bad("node must be in 0..1023")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("adminToken must be at least 16 characters")
+	}
+	if c.HTTP.MaxBodyBytes < 1<<10 || c.HTTP.MaxBodyBytes > 64<<20 {
+		bad("http.maxBodyBytes must be in 1KiB..64MiB")
+	}
+	if c.HTTP.MaxDrawBodyBytes < 64 || c.HTTP.MaxDrawBodyBytes > c.HTTP.MaxBodyBytes {
+		bad("http.maxDrawBodyBytes must be in 64..maxBodyBytes")
+	}
+	for name, d := range map[string]time.Duration{"http.readTimeout": c.HTTP.ReadTimeout, "http.writeTimeout": c.HTTP.WriteTimeout, "http.drawTimeout": c.HTTP.DrawTimeout, "kafka.timeout": c.Kafka.Timeout, "analytics.flushEvery": c.Analytics.FlushEvery, "jobs.stateEvery": c.Jobs.StateEvery, "jobs.compensateEvery": c.Jobs.CompensateEvery, "jobs.staleAfter": c.Jobs.StaleAfter} {
+		if d <= 0 || d > 24*time.Hour {
+			bad("%s must be positive and at most 24h", name)
+		}
+	}
+	if c.HTTP.Concurrency <= 0 {
+		bad("http.concurrency must be positive")
+	}
+	if c.Orders.Backend != "sqlite" {
+		bad("orders.backend %q: only sqlite is available", c.Orders.Backend)
+	}
+	if c.Orders.DBCount < 1 || c.Orders.DBCount > 64 || c.Orders.TBCount < 1 || c.Orders.TBCount > 64 {
+		bad("orders.dbCount and orders.tbCount must be in 1..64")
+	}
+	if c.Kafka.Topic == "" || c.Kafka.Group == "" {
+		bad("kafka.topic and kafka.group are required")
+	}
+	for _, b := range c.Kafka.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			bad("kafka.brokers %q: %v", b, err)
+		}
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		if _, _, err := net.SplitHostPort(c.Kafka.EmbeddedAddr); err != nil {
+			bad("kafka.embeddedAddr %q: %v", c.Kafka.EmbeddedAddr, err)
+		}
+	}
+	if c.Analytics.Backend != "embedded" {
+		bad("analytics.backend %q: only embedded is available", c.Analytics.Backend)
+	}
+	if c.Analytics.Capacity < 1 || c.Analytics.BatchSize < 1 || c.Analytics.BatchSize > c.Analytics.Capacity {
+		bad("analytics.capacity and analytics.batchSize must be positive, batchSize <= capacity")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}

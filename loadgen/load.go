@@ -1,0 +1,242 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Config describes one load run.
+type Config struct {
+	// URL is the target's base URL, e.g. http://127.0.0.1:8080.
+	URL string
+	// Path is the endpoint (default /api/v1/draw).
+	Path string
+	// Requests is the total number of requests; Concurrency the connections.
+	Requests, Concurrency int
+	// Users is the number of distinct user ids the requests cycle through.
+	Users int
+	// UserPrefix makes user ids unique per run (default "u").
+	UserPrefix string
+	ActivityID int64
+	// Progress, when set, receives a progress bar (a terminal's stderr).
+	Progress io.Writer
+	// Timeout bounds each request (default 5s).
+	Timeout time.Duration
+}
+
+// Result is what a run measured.
+type Result struct {
+	Requests   int            `json:"requests"`
+	Errors     int            `json:"errors"`
+	Duration   time.Duration  `json:"durationNs"`
+	RPS        float64        `json:"rps"`
+	P50        time.Duration  `json:"p50Ns"`
+	P90        time.Duration  `json:"p90Ns"`
+	P99        time.Duration  `json:"p99Ns"`
+	ByStatus   map[int]int    `json:"byStatus"`
+	ByOutcome  map[string]int `json:"byOutcome"`
+	FirstError string         `json:"firstError,omitempty"`
+}
+
+func (c *Config) defaults() error {
+	if c.Path == "" {
+		c.Path = "/api/v1/draw"
+	}
+	if c.UserPrefix == "" {
+		c.UserPrefix = "u"
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Requests <= 0 || c.Concurrency <= 0 || c.Users <= 0 || c.ActivityID <= 0 {
+		return errors.New("loadgen: requests, concurrency, users and activity must be positive")
+	}
+	if c.Concurrency > c.Requests {
+		c.Concurrency = c.Requests
+	}
+	return nil
+}
+
+// Run drives the load and returns what it measured.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" {
+		return Result{}, fmt.Errorf("loadgen: bad url %q", cfg.URL)
+	}
+	client := &fasthttp.HostClient{Addr: u.Host, MaxConns: cfg.Concurrency, ReadTimeout: cfg.Timeout, WriteTimeout: cfg.Timeout, MaxIdleConnDuration: time.Minute}
+	// Pre-build one body per user.
+	bodies := make([][]byte, cfg.Users)
+	for i := range bodies {
+		bodies[i] = []byte(`{"userId":"` + cfg.UserPrefix + strconv.Itoa(i) + `","activityId":` + strconv.FormatInt(cfg.ActivityID, 10) + `}`)
+	}
+	uri := "http://" + u.Host + cfg.Path
+	lat := make([]int64, cfg.Requests)
+	type tally struct {
+		status  map[int]int
+		outcome map[string]int
+		errs    int
+		first   string
+	}
+	tallies := make([]tally, cfg.Concurrency)
+	var next, done atomic.Int64
+	stopBar := progress(cfg.Progress, cfg.Requests, &done)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range cfg.Concurrency {
+		wg.Go(func() {
+			t := &tallies[w]
+			t.status, t.outcome = map[int]int{}, map[string]int{}
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(uri)
+			req.Header.SetMethod(fasthttp.MethodPost)
+			req.Header.SetContentType("application/json")
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(cfg.Requests) {
+					return
+				}
+				req.SetBodyRaw(bodies[i%int64(cfg.Users)])
+				t0 := time.Now()
+				err := client.DoTimeout(req, resp, cfg.Timeout)
+				lat[i] = int64(time.Since(t0))
+				done.Add(1)
+				if err != nil {
+					t.errs++
+					if t.first == "" {
+						t.first = err.Error()
+					}
+					continue
+				}
+				t.status[resp.StatusCode()]++
+				t.outcome[outcomeOf(resp.Body())]++
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopBar()
+	res := Result{Requests: int(done.Load()), Duration: elapsed, ByStatus: map[int]int{}, ByOutcome: map[string]int{}}
+	for _, t := range tallies {
+		res.Errors += t.errs
+		if res.FirstError == "" {
+			res.FirstError = t.first
+		}
+		for k, v := range t.status {
+			res.ByStatus[k] += v
+		}
+		for k, v := range t.outcome {
+			res.ByOutcome[k] += v
+		}
+	}
+	lat = lat[:res.Requests]
+	slices.Sort(lat)
+	res.RPS = float64(res.Requests) / elapsed.Seconds()
+	res.P50, res.P90, res.P99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+	return res, ctx.Err()
+}
+
+var outcomeKey = []byte(`"outcome":"`)
+
+// outcomeOf finds the draw outcome in an answer without decoding it.
+func outcomeOf(body []byte) string {
+	i := bytes.Index(body, outcomeKey)
+	if i < 0 {
+		return "none"
+	}
+	rest := body[i+len(outcomeKey):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return "none"
+	}
+	return string(rest[:j])
+}
+
+func pct(sorted []int64, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return time.Duration(sorted[i])
+}
+
+// progress draws a bar on w every 200 ms until the returned stop is called.
+func progress(w io.Writer, total int, done *atomic.Int64) func() {
+	if w == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	draw := func() {
+		d := int(done.Load())
+		const width = 30
+		fill := d * width / max(total, 1)
+		rate := float64(d) / max(time.Since(start).Seconds(), 1e-9)
+		fmt.Fprintf(w, "\r[%s%s] %3d%% %d/%d %.0f req/s ", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), d*100/max(total, 1), d, total, rate)
+	}
+	go func() { // owned: stop waits for it
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				draw()
+				fmt.Fprintln(w)
+				return
+			case <-t.C:
+				draw()
+			}
+		}
+	}()
+	return func() { close(stop); <-finished }
+}
+
+// Format renders a result for a terminal.
+func (r Result) Format() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "requests %d in %s: %.0f req/s, errors %d\n", r.Requests, r.Duration.Round(time.Millisecond), r.RPS, r.Errors)
+	fmt.Fprintf(&b, "latency p50 %s  p90 %s  p99 %s\n", r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	fmt.Fprintf(&b, "by status:")
+	for _, k := range sortedKeys(r.ByStatus) {
+		fmt.Fprintf(&b, " %d=%d", k, r.ByStatus[k])
+	}
+	fmt.Fprintf(&b, "\nby outcome:")
+	for _, k := range sortedKeys(r.ByOutcome) {
+		fmt.Fprintf(&b, " %s=%d", k, r.ByOutcome[k])
+	}
+	b.WriteString("\n")
+	if r.FirstError != "" {
+		fmt.Fprintf(&b, "first error: %s\n", r.FirstError)
+	}
+	return b.String()
+}
+
+func sortedKeys[K int | string](m map[K]int) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

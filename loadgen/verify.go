@@ -1,0 +1,151 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// auditAnswer is the part of GET /api/v1/activities/{id}/audit that Verify reads.
+type auditAnswer struct {
+	Activity struct {
+		StockCount int64 `json:"stockCount"`
+	} `json:"activity"`
+	StockLeft int64 `json:"stockLeft"`
+	Strategy  struct {
+		Awards []struct {
+			ID         string `json:"awardId"`
+			AwardCount int64  `json:"awardCount"`
+			AwardLeft  *int64 `json:"awardLeft"`
+		} `json:"awards"`
+	} `json:"strategy"`
+	Audit struct {
+		Takes, UsedTakes, WonTakes, Orders                          int64
+		OrdersByAward                                               map[string]int64
+		WonWithoutOrder, OrphanOrders, AwardMismatch, CountMismatch int64
+		ByMQState                                                   map[string]int64
+		ByGrantState                                                map[string]int64
+	} `json:"audit"`
+}
+
+// Report is what verification found.
+type Report struct {
+	StockCount  int64            `json:"stockCount"`
+	Accepted    int64            `json:"accepted"`
+	Prizes      int64            `json:"prizes"`
+	Delivered   int64            `json:"delivered"`
+	ByAward     map[string]int64 `json:"byAward"`
+	AwardCounts map[string]int64 `json:"awardCounts"`
+	Violations  []string         `json:"violations,omitempty"`
+	Waited      time.Duration    `json:"waitedNs"`
+}
+
+// Verify reads the activity's audit and checks the promises: accepted
+// draws (takes) within the stock and equal to what the stock port says is
+// used, prizes within each award's count, every won take with exactly one
+// order, and every order delivered (it polls up to wait for deliveries).
+// Violations are listed in the report; the error is for failing to ask.
+func Verify(ctx context.Context, baseURL, token string, activityID int64, wait time.Duration) (Report, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || u.Host == "" {
+		return Report{}, fmt.Errorf("verify: bad url %q", baseURL)
+	}
+	start := time.Now()
+	for {
+		var a auditAnswer
+		if err := getJSON(u, "/api/v1/activities/"+strconv.FormatInt(activityID, 10)+"/audit", token, &a); err != nil {
+			return Report{}, err
+		}
+		rep := check(&a)
+		rep.Waited = time.Since(start)
+		if rep.Delivered >= rep.Prizes || time.Since(start) > wait || ctx.Err() != nil {
+			if rep.Delivered < rep.Prizes {
+				rep.Violations = append(rep.Violations, fmt.Sprintf("%d of %d prizes not delivered after %s", rep.Prizes-rep.Delivered, rep.Prizes, wait))
+			}
+			return rep, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func check(a *auditAnswer) Report {
+	au := &a.Audit
+	rep := Report{StockCount: a.Activity.StockCount, Accepted: au.Takes, Prizes: au.Orders, Delivered: au.ByGrantState["1"], ByAward: au.OrdersByAward, AwardCounts: map[string]int64{}}
+	bad := func(format string, args ...any) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
+	}
+	if au.Takes > a.Activity.StockCount {
+		bad("oversold: %d accepted draws for stock %d", au.Takes, a.Activity.StockCount)
+	}
+	if used := a.Activity.StockCount - a.StockLeft; used != au.Takes {
+		bad("stock port says %d used, the store has %d takes", used, au.Takes)
+	}
+	for _, aw := range a.Strategy.Awards {
+		rep.AwardCounts[aw.ID] = aw.AwardCount
+		if n := au.OrdersByAward[aw.ID]; n > aw.AwardCount {
+			bad("award %s oversold: %d prizes for %d", aw.ID, n, aw.AwardCount)
+		}
+		if aw.AwardLeft != nil && aw.AwardCount-*aw.AwardLeft != au.OrdersByAward[aw.ID] {
+			bad("award %s: stock port says %d used, the store has %d orders", aw.ID, aw.AwardCount-*aw.AwardLeft, au.OrdersByAward[aw.ID])
+		}
+	}
+	if au.WonTakes != au.Orders {
+		bad("%d won takes but %d orders", au.WonTakes, au.Orders)
+	}
+	for name, n := range map[string]int64{"won takes without an order": au.WonWithoutOrder, "orders without a used take": au.OrphanOrders, "orders whose award differs from the take's": au.AwardMismatch, "users whose count differs from their takes": au.CountMismatch} {
+		if n != 0 {
+			bad("%d %s", n, name)
+		}
+	}
+	return rep
+}
+
+func getJSON(u *url.URL, path, token string, v any) error {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + u.Host + path)
+	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+token)
+	if err := fasthttp.DoTimeout(req, resp, 30*time.Second); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return fmt.Errorf("GET %s: status %d: %s", path, resp.StatusCode(), resp.Body())
+	}
+	if err := json.Unmarshal(resp.Body(), v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// Format renders a report for a terminal.
+func (r Report) Format() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "verify: accepted %d of stock %d, prizes %d, delivered %d (waited %s)\n", r.Accepted, r.StockCount, r.Prizes, r.Delivered, r.Waited.Round(time.Millisecond))
+	for _, id := range sortedKeys64(r.AwardCounts) {
+		fmt.Fprintf(&b, "  award %s: %d of %d\n", id, r.ByAward[id], r.AwardCounts[id])
+	}
+	if len(r.Violations) == 0 {
+		b.WriteString("verify: OK, nothing oversold, every prize has one order and one delivered invoice\n")
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "verify: VIOLATION: %s\n", v)
+	}
+	return b.String()
+}
+
+func sortedKeys64(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

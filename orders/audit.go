@@ -1,0 +1,153 @@
+package orders
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/flashlottery/lottery/lottery"
+)
+
+// Audit is a consistency report of one activity's takes and orders across
+// every shard, for crash drills and reconciliation. Each shard database is
+// read in one snapshot; since a user's take, count and order live on the same
+// shard and are written in one transaction, the invariants below hold within
+// a shard whatever was interrupted, and so hold for the sum.
+//
+// Invariants of a consistent store (Err checks them):
+//   - WonWithoutOrder, OrphanOrders, AwardMismatch and CountMismatch are 0;
+//   - Orders == WonTakes and the sum of OrdersByAward is Orders;
+//   - WonTakes <= UsedTakes <= Takes.
+type Audit struct {
+	// Takes counts takes in every state; UsedTakes the ones turned into a
+	// draw; WonTakes the used ones with an award.
+	Takes, UsedTakes, WonTakes int64
+	// Orders counts orders; OrdersByAward splits them by award id.
+	Orders        int64
+	OrdersByAward map[string]int64
+	// WonWithoutOrder counts used takes with an award but no order.
+	WonWithoutOrder int64
+	// OrphanOrders counts orders whose take is missing or unused.
+	OrphanOrders int64
+	// AwardMismatch counts orders whose award differs from their take's.
+	AwardMismatch int64
+	// CountMismatch counts users whose count row (total - left) differs from
+	// their number of takes.
+	CountMismatch int64
+	// ByMQState and ByGrantState split the orders by outbox and grant state.
+	ByMQState    map[lottery.MQState]int64
+	ByGrantState map[lottery.GrantState]int64
+}
+
+// Err returns nil if the audit shows a consistent store, else an error
+// listing every broken invariant.
+func (a Audit) Err() error {
+	var bad []string
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			bad = append(bad, fmt.Sprintf(format, args...))
+		}
+	}
+	check(a.WonWithoutOrder == 0, "%d won takes without an order", a.WonWithoutOrder)
+	check(a.OrphanOrders == 0, "%d orders without a used take", a.OrphanOrders)
+	check(a.AwardMismatch == 0, "%d orders with another award than their take", a.AwardMismatch)
+	check(a.CountMismatch == 0, "%d users whose count row disagrees with their takes", a.CountMismatch)
+	check(a.Orders == a.WonTakes, "%d orders but %d won takes", a.Orders, a.WonTakes)
+	var byAward int64
+	for _, n := range a.OrdersByAward {
+		byAward += n
+	}
+	check(byAward == a.Orders, "orders by award sum to %d, not %d", byAward, a.Orders)
+	check(a.WonTakes <= a.UsedTakes && a.UsedTakes <= a.Takes, "won %d, used %d, takes %d out of order", a.WonTakes, a.UsedTakes, a.Takes)
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("orders: audit: %s", strings.Join(bad, "; "))
+}
+
+// Audit reads the consistency report of activityID. It scans the activity's
+// rows (and the count tables in full), so it is for verifiers and
+// reconciliation jobs, not for the draw path.
+func (s *SQLite) Audit(ctx context.Context, activityID int64) (Audit, error) {
+	a := Audit{
+		OrdersByAward: map[string]int64{},
+		ByMQState:     map[lottery.MQState]int64{},
+		ByGrantState:  map[lottery.GrantState]int64{},
+	}
+	for _, sh := range s.shards {
+		if err := s.auditShard(ctx, sh, activityID, &a); err != nil {
+			return Audit{}, fmt.Errorf("orders: audit activity %d in %s: %w", activityID, sh.name, unavailable(err))
+		}
+	}
+	return a, nil
+}
+
+func (s *SQLite) auditShard(ctx context.Context, sh *sqliteShard, activityID int64, a *Audit) error {
+	// One read transaction: a snapshot of the whole shard database.
+	tx, err := sh.rdb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	for tb := range s.router.TBCount {
+		take := ShardTable(TableTake, tb)
+		count := ShardTable(TableTakeCount, tb)
+		export := ShardTable(TableExport, tb)
+		var takes, used, won, wonNoOrder, orphan, mismatch, countBad int64
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(state = 1), 0), COALESCE(SUM(state = 1 AND award_id <> ''), 0)
+			FROM `+take+` WHERE activity_id = ?`, activityID).Scan(&takes, &used, &won); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+take+` t
+			WHERE t.activity_id = ? AND t.state = 1 AND t.award_id <> ''
+			AND NOT EXISTS (SELECT 1 FROM `+export+` o WHERE o.uuid = t.take_id)`, activityID).Scan(&wonNoOrder); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT
+				COALESCE(SUM(t.take_id IS NULL OR t.state <> 1), 0),
+				COALESCE(SUM(t.take_id IS NOT NULL AND t.state = 1 AND t.award_id <> o.award_id), 0)
+			FROM `+export+` o LEFT JOIN `+take+` t ON t.take_id = o.uuid
+			WHERE o.activity_id = ?`, activityID).Scan(&orphan, &mismatch); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+count+` c
+			WHERE c.activity_id = ? AND c.total_count - c.left_count <>
+				(SELECT COUNT(*) FROM `+take+` t WHERE t.activity_id = c.activity_id AND t.user_id = c.user_id)`,
+			activityID).Scan(&countBad); err != nil {
+			return err
+		}
+		a.Takes += takes
+		a.UsedTakes += used
+		a.WonTakes += won
+		a.WonWithoutOrder += wonNoOrder
+		a.OrphanOrders += orphan
+		a.AwardMismatch += mismatch
+		a.CountMismatch += countBad
+		rows, err := tx.QueryContext(ctx, `SELECT award_id, mq_state, grant_state, COUNT(*) FROM `+export+`
+			WHERE activity_id = ? GROUP BY award_id, mq_state, grant_state`, activityID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				award string
+				mq    lottery.MQState
+				grant lottery.GrantState
+				n     int64
+			)
+			if err := rows.Scan(&award, &mq, &grant, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			a.Orders += n
+			a.OrdersByAward[award] += n
+			a.ByMQState[mq] += n
+			a.ByGrantState[grant] += n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

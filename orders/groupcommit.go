@@ -1,0 +1,346 @@
+package orders
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/flashlottery/lottery/lottery"
+)
+
+// maxBatch bounds how many requests one group commit carries.
+const maxBatch = 128
+
+// writer is the group-commit writer of one shard database. Its goroutine
+// (loop) owns the database's single write connection: it takes every request
+// that is waiting, runs them in one transaction, each inside its own
+// SAVEPOINT, commits once and answers each caller. One fsync-bearing commit
+// then carries up to maxBatch takes or draws, instead of one each.
+//
+// Lifecycle: newWriter starts the goroutine; stop closes quit and waits for
+// it. A batch that was taken is always finished and answered before the
+// goroutine exits; a request not yet taken gets errClosed.
+type writer struct {
+	name    string
+	db      *sql.DB     // one connection, BEGIN IMMEDIATE
+	stmts   []*sql.Stmt // prepared on db, indexed by writeIndex
+	tbCount int
+	reqs    chan *request // unbuffered: a send succeeds only when loop takes it
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+// request is one caller's write. op runs inside the batch's transaction and
+// must leave the database unchanged when it returns an error (its savepoint
+// is rolled back anyway). Only requestErrors are the request's own; any other
+// error fails the whole batch.
+type request struct {
+	ctx  context.Context
+	op   func(b *batch) error
+	err  error
+	done chan struct{}
+}
+
+// errClosed answers requests made after Close.
+var errClosed = fmt.Errorf("store closed: %w", lottery.ErrUnavailable)
+
+func newWriter(name string, db *sql.DB, stmts []*sql.Stmt, tbCount int) *writer {
+	w := &writer{
+		name:    name,
+		db:      db,
+		stmts:   stmts,
+		tbCount: tbCount,
+		reqs:    make(chan *request),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go w.loop()
+	return w
+}
+
+// do runs op in the next group commit and returns its error. Once the writer
+// has taken the request, do waits for the commit even if ctx ends, so the
+// answer is never ambiguous; the writer skips requests whose ctx ended
+// before their turn.
+func (w *writer) do(ctx context.Context, op func(b *batch) error) error {
+	r := &request{ctx: ctx, op: op, done: make(chan struct{})}
+	select {
+	case w.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.quit:
+		return errClosed
+	}
+	<-r.done
+	return r.err
+}
+
+// stop ends the goroutine after its current batch and waits for it.
+func (w *writer) stop() {
+	close(w.quit)
+	<-w.done
+}
+
+func (w *writer) loop() {
+	defer close(w.done)
+	reqs := make([]*request, 0, maxBatch)
+	for {
+		ti := time.Now()
+		select {
+		case r := <-w.reqs:
+			DebugIdle.Add(int64(time.Since(ti)))
+			reqs = append(reqs, r)
+		case <-w.quit:
+			return
+		}
+		reqs = w.fill(reqs)
+		if len(reqs) < maxBatch {
+			runtime.Gosched()
+			reqs = w.fill(reqs)
+		}
+		t0 := time.Now()
+		w.commit(reqs)
+		DebugBatches.Add(1)
+		DebugReqs.Add(int64(len(reqs)))
+		DebugNanos.Add(int64(time.Since(t0)))
+		for _, r := range reqs {
+			close(r.done)
+		}
+		clear(reqs)
+		reqs = reqs[:0]
+	}
+}
+
+func (w *writer) fill(reqs []*request) []*request {
+	for len(reqs) < maxBatch {
+		select {
+		case r := <-w.reqs:
+			reqs = append(reqs, r)
+		default:
+			return reqs
+		}
+	}
+	return reqs
+}
+
+// commit runs reqs in one transaction and sets each request's err.
+func (w *writer) commit(reqs []*request) {
+	live := make([]*request, 0, len(reqs))
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch runs under its own context: one caller giving up must not
+	// abort the others' writes.
+	ctx := context.Background()
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		w.fail(live, "begin", err)
+		return
+	}
+	// The transaction closes its statements when it ends.
+	b := &batch{ctx: ctx, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}
+	if len(live) == 1 {
+		// No savepoint needed: the transaction is the request's.
+		r := live[0]
+		if err := r.op(b); err != nil {
+			_ = tx.Rollback()
+			if requestError(err) {
+				r.err = err
+			} else {
+				w.fail(live, "request", err)
+			}
+			return
+		}
+	} else if err := w.runAll(b, live); err != nil {
+		_ = tx.Rollback()
+		w.fail(live, "batch", err)
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		w.fail(live, "commit", err)
+	}
+}
+
+// runAll runs each request inside its own savepoint; a request error rolls
+// back that request only. It returns the first error that is not a
+// request error.
+func (w *writer) runAll(b *batch, reqs []*request) error {
+	for _, r := range reqs {
+		if _, err := b.exec(wSavepoint, 0); err != nil {
+			return err
+		}
+		err := r.op(b)
+		if err == nil {
+			if _, err := b.exec(wRelease, 0); err != nil {
+				return err
+			}
+			continue
+		}
+		if !requestError(err) {
+			return err
+		}
+		r.err = err
+		if _, err := b.exec(wRollbackTo, 0); err != nil {
+			return err
+		}
+		if _, err := b.exec(wRelease, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fail gives every request of a failed batch the batch's error: nothing of
+// the batch was written.
+func (w *writer) fail(reqs []*request, step string, err error) {
+	err = fmt.Errorf("%s group commit %s: %w: %w", w.name, step, lottery.ErrUnavailable, err)
+	for _, r := range reqs {
+		r.err = err
+	}
+}
+
+// requestError reports whether err is a request's own outcome (it wrote
+// nothing and the others may go on) rather than a failure of the store.
+func requestError(err error) bool {
+	return errors.Is(err, lottery.ErrLimitReached) ||
+		errors.Is(err, lottery.ErrTakeUsed) ||
+		errors.Is(err, lottery.ErrConflict) ||
+		errors.Is(err, lottery.ErrNotFound) ||
+		errors.Is(err, lottery.ErrInvalid)
+}
+
+// batch is the transaction of one group commit as the requests' ops see it.
+type batch struct {
+	ctx   context.Context
+	tx    *sql.Tx
+	w     *writer
+	stmts []*sql.Stmt // transaction-bound statements, made on first use
+}
+
+func (b *batch) stmt(k writeKind, tb int) *sql.Stmt {
+	i := writeIndex(k, tb, b.w.tbCount)
+	if b.stmts[i] == nil {
+		b.stmts[i] = b.tx.StmtContext(b.ctx, b.w.stmts[i])
+	}
+	return b.stmts[i]
+}
+
+// exec runs a prepared write and returns the number of rows it changed.
+func (b *batch) exec(k writeKind, tb int, args ...any) (int64, error) {
+	res, err := b.stmt(k, tb).ExecContext(b.ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (b *batch) queryRow(k writeKind, tb int, args ...any) *sql.Row {
+	return b.stmt(k, tb).QueryRowContext(b.ctx, args...)
+}
+
+// writeKind names a statement of the write path.
+type writeKind int
+
+// The write statements. Kinds from wSavepoint on do not depend on the table.
+const (
+	wEnsureCount writeKind = iota
+	wDecrement
+	wInsertTake
+	wUseTake
+	wTakeState
+	wInsertOrder
+	wSetMQ
+	wGrant
+	wOrderExists
+	wSavepoint
+	wRelease
+	wRollbackTo
+	numWriteKinds
+)
+
+func writeIndex(k writeKind, tb, tbCount int) int {
+	if k >= wSavepoint {
+		tb = 0
+	}
+	return int(k)*tbCount + tb
+}
+
+// writeSQL returns the statement of kind k on table tb.
+func writeSQL(k writeKind, tb int) string {
+	take := ShardTable(TableTake, tb)
+	count := ShardTable(TableTakeCount, tb)
+	export := ShardTable(TableExport, tb)
+	switch k {
+	case wEnsureCount:
+		return `INSERT INTO ` + count + ` (user_id, activity_id, total_count, left_count) VALUES (?, ?, ?, ?)
+			ON CONFLICT (user_id, activity_id) DO NOTHING`
+	case wDecrement:
+		return `UPDATE ` + count + ` SET left_count = left_count - 1
+			WHERE user_id = ? AND activity_id = ? AND left_count > 0
+			RETURNING total_count, left_count`
+	case wInsertTake:
+		return `INSERT INTO ` + take + ` (take_id, user_id, activity_id, strategy_id, take_count, state, award_id, uuid, take_date)
+			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?)`
+	case wUseTake:
+		return `UPDATE ` + take + ` SET state = 1, award_id = ? WHERE take_id = ? AND user_id = ? AND state = 0`
+	case wTakeState:
+		return `SELECT state FROM ` + take + ` WHERE take_id = ? AND user_id = ?`
+	case wInsertOrder:
+		return `INSERT INTO ` + export + ` (order_id, user_id, activity_id, strategy_id, strategy_mode, grant_type, grant_date,
+			grant_state, award_id, award_type, award_name, award_content, uuid, mq_state, module, seed, order_time, update_time)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
+	case wSetMQ:
+		return `UPDATE ` + export + ` SET mq_state = ?, update_time = ? WHERE order_id = ? AND user_id = ?`
+	case wGrant:
+		return `UPDATE ` + export + ` SET grant_state = 1, update_time = ? WHERE order_id = ? AND user_id = ? AND grant_state = 0`
+	case wOrderExists:
+		return `SELECT 1 FROM ` + export + ` WHERE order_id = ? AND user_id = ?`
+	case wSavepoint:
+		return `SAVEPOINT request`
+	case wRelease:
+		return `RELEASE request`
+	case wRollbackTo:
+		return `ROLLBACK TO request`
+	}
+	panic(fmt.Sprintf("orders: unknown write statement %d", k))
+}
+
+// prepareWrites prepares every write statement of a shard database on db.
+func prepareWrites(ctx context.Context, db *sql.DB, tbCount int) ([]*sql.Stmt, error) {
+	stmts := make([]*sql.Stmt, int(numWriteKinds)*tbCount)
+	for k := range numWriteKinds {
+		for tb := range tbCount {
+			if k >= wSavepoint && tb > 0 {
+				break
+			}
+			s, err := db.PrepareContext(ctx, writeSQL(k, tb))
+			if err != nil {
+				closeStmts(stmts)
+				return nil, err
+			}
+			stmts[writeIndex(k, tb, tbCount)] = s
+		}
+	}
+	return stmts, nil
+}
+
+func closeStmts(stmts []*sql.Stmt) {
+	for _, s := range stmts {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+}
+
+var DebugIdle, DebugBatches, DebugReqs, DebugNanos atomic.Int64

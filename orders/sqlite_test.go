@@ -1,0 +1,167 @@
+package orders_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/orders"
+	"github.com/flashlottery/lottery/orders/orderstest"
+)
+
+// seedRouter is the seed's 2 databases x 4 tables.
+func seedRouter(t testing.TB) orders.Router {
+	r, err := orders.NewRouter(2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func openSQLite(t testing.TB, dir string) *orders.SQLite {
+	t.Helper()
+	s, err := orders.OpenSQLite(dir, seedRouter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSQLiteContract(t *testing.T) {
+	orderstest.Run(t, func(t *testing.T) orderstest.Store {
+		s := openSQLite(t, t.TempDir())
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		return s
+	})
+}
+
+func TestSQLiteFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s := openSQLite(t, dir)
+	defer s.Close()
+	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("missing %s: %v", name, err)
+		}
+	}
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+}
+
+func TestSQLiteReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	ids, _ := lottery.NewSnowflake(2)
+	s := openSQLite(t, dir)
+	strategy := &lottery.Strategy{ID: 7, Mode: lottery.ModeTotal, GrantType: lottery.GrantImmediate,
+		Details: []lottery.StrategyDetail{{Award: lottery.Award{ID: "A", Type: lottery.AwardCoupon, Name: "a"}, AwardCount: 5, Rate: 1}}}
+	act := &lottery.Activity{ID: 1, Name: "a", BeginAt: time.Unix(1000, 0).UTC(), EndAt: time.Unix(2000, 0).UTC(),
+		StockCount: 10, StockSurplus: 10, TakeCount: 2, StrategyID: 7, State: lottery.StateEdit}
+	if err := s.SaveActivity(ctx, act, strategy); err != nil {
+		t.Fatal(err)
+	}
+	tk := &lottery.Take{ID: ids.Next(), UserID: "u1", ActivityID: 1, StrategyID: 7}
+	if err := s.Take(ctx, tk, 2); err != nil {
+		t.Fatal(err)
+	}
+	o := &lottery.Order{ID: ids.Next(), Mode: lottery.ModeTotal, GrantType: lottery.GrantImmediate, Award: strategy.Details[0].Award, Seed: 1 << 63}
+	if err := s.Draw(ctx, tk, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	err := s.Take(ctx, &lottery.Take{ID: ids.Next(), UserID: "u1", ActivityID: 1}, 2)
+	if !errors.Is(err, lottery.ErrUnavailable) {
+		t.Fatalf("Take after Close: %v, want ErrUnavailable", err)
+	}
+
+	s = openSQLite(t, dir)
+	defer s.Close()
+	if a, err := s.Activity(ctx, 1); err != nil || a.Name != "a" {
+		t.Fatalf("Activity after reopen = %+v, %v", a, err)
+	}
+	us, err := s.UserState(ctx, "u1", 1)
+	if err != nil || us.Left != 1 || us.Unused != nil {
+		t.Fatalf("UserState after reopen = %+v, %v", us, err)
+	}
+	os, err := s.UserOrders(ctx, "u1", 5)
+	if err != nil || len(os) != 1 || os[0] != *o {
+		t.Fatalf("UserOrders after reopen = %+v, %v; want %+v", os, err, *o)
+	}
+	if err := s.Take(ctx, &lottery.Take{ID: ids.Next(), UserID: "u1", ActivityID: 1}, 2); err != nil {
+		t.Fatalf("Take after reopen: %v", err)
+	}
+	a, err := s.Audit(ctx, 1)
+	if err != nil || a.Err() != nil || a.Takes != 2 || a.Orders != 1 {
+		t.Fatalf("Audit after reopen = %+v, %v, %v", a, err, a.Err())
+	}
+
+	// Another router shape is refused: users would lose their data.
+	other, _ := orders.NewRouter(4, 4)
+	if s2, err := orders.OpenSQLite(dir, other); !errors.Is(err, lottery.ErrInvalid) {
+		if s2 != nil {
+			s2.Close()
+		}
+		t.Fatalf("OpenSQLite with another shape: %v, want ErrInvalid", err)
+	}
+}
+
+func TestOpenSQLiteInvalid(t *testing.T) {
+	if _, err := orders.OpenSQLite(t.TempDir(), orders.Router{}); !errors.Is(err, lottery.ErrInvalid) {
+		t.Errorf("zero router: %v", err)
+	}
+	if _, err := orders.OpenSQLite("", seedRouter(t)); !errors.Is(err, lottery.ErrInvalid) {
+		t.Errorf("empty dir: %v", err)
+	}
+}
+
+// BenchmarkTakeDraw measures one Take and one winning Draw (four rows
+// written through two group commits) per op, each op a new user, from 64
+// goroutines per CPU.
+func BenchmarkTakeDraw(b *testing.B) {
+	s := openSQLite(b, b.TempDir())
+	defer s.Close()
+	ids, _ := lottery.NewSnowflake(3)
+	award := lottery.Award{ID: "A", Type: lottery.AwardCoupon, Name: "coupon", Content: "10 off"}
+	var users atomic.Int64
+	// Many concurrent callers, as a server under load has: group commit
+	// batches only what is waiting.
+	b.SetParallelism(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := b.Context()
+		for pb.Next() {
+			user := "bench-" + strconv.FormatInt(users.Add(1), 10)
+			tk := &lottery.Take{ID: ids.Next(), UserID: user, ActivityID: 1, StrategyID: 7}
+			if err := s.Take(ctx, tk, 1); err != nil {
+				b.Error(err)
+				return
+			}
+			o := &lottery.Order{ID: ids.Next(), Mode: lottery.ModeSingle, GrantType: lottery.GrantImmediate,
+				Award: award, Module: "native", Seed: uint64(tk.ID)}
+			if err := s.Draw(ctx, tk, o); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "draws/s")
+	b.Logf("idle %v", time.Duration(orders.DebugIdle.Load()))
+	b.Logf("batches %d reqs %d avg %.1f, avg batch %v busy %v of %v", orders.DebugBatches.Load(), orders.DebugReqs.Load(), float64(orders.DebugReqs.Load())/float64(orders.DebugBatches.Load()), time.Duration(orders.DebugNanos.Load()/max(1,orders.DebugBatches.Load())), time.Duration(orders.DebugNanos.Load()), time.Since(start))
+}

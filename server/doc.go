@@ -1,0 +1,21 @@
+// Package server is the fasthttp edge: routes and handlers, admin auth and
+// body limits, the one table that maps domain errors to HTTP statuses, the
+// Prometheus metrics, and the Server lifecycle (New, Start, Shutdown) that
+// builds every adapter from a configs.Config and owns every goroutine.
+//
+// Design decisions:
+//
+//   - The server composes; it holds no business rules. Handlers decode and
+//     validate input, call lottery.Service, and encode the answer.
+//   - Errors reach HTTP in one place (errors.go): sentinels from lottery map
+//     to a status, a stable code and, for draws, an outcome.
+//   - Every background goroutine (outbox relay, invoice consumer, analytics
+//     flusher, jobs) is started by Start and stopped by Shutdown in order:
+//     stop taking requests, stop the jobs, drain the relay, stop the
+//     consumer, flush analytics, then close the stores and the broker.
+//   - Bodies are bounded twice: by fasthttp (MaxBodyBytes, the connection is
+//     refused beyond it) and per route (a draw body above MaxDrawBodyBytes is
+//     a 413 with a JSON error), so nothing is parsed that cannot be valid.
+//   - Nothing a handler sees is kept after it returns (fasthttp's rule): the
+//     user id is copied into a string before it reaches the domain.
+package server

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/flashlottery/lottery/lottery"
+)
+
+// metrics holds the edge's Prometheus registry. It is per Server (no global
+// registry), so tests can run several servers in one process.
+type metrics struct {
+	reg      *prometheus.Registry
+	draws    map[lottery.Outcome]prometheus.Counter
+	other    prometheus.Counter
+	latency  prometheus.Histogram
+	handler  fasthttp.RequestHandler
+	stockFn  func(ctx context.Context) ([]lottery.ActivityView, error)
+	stockDsc *prometheus.Desc
+}
+
+var outcomes = []lottery.Outcome{lottery.OutcomeWin, lottery.OutcomeLose, lottery.OutcomeSoldOut, lottery.OutcomeLimitReached, lottery.OutcomeNotActive, lottery.OutcomeError, outcomeInvalid}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), draws: make(map[lottery.Outcome]prometheus.Counter)}
+	drawVec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lottery_draws_total", Help: "Draw requests by outcome (invalid: refused before the domain; error: failed)."}, []string{"outcome"})
+	for _, o := range outcomes {
+		m.draws[o] = drawVec.WithLabelValues(string(o))
+	}
+	m.other = m.draws[lottery.OutcomeError]
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "lottery_draw_duration_seconds", Help: "Draw request latency in the handler.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	})
+	m.stockFn = func(ctx context.Context) ([]lottery.ActivityView, error) { return s.svc.Activities(ctx, 0, 1000) }
+	m.stockDsc = prometheus.NewDesc("lottery_stock_left", "Activity stock left (live, from the stock port), first 1000 activities.", []string{"activity"}, nil)
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(drawVec, m.latency, m,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		gauge("lottery_outbox_backlog", "Invoices queued in the relay, not yet published.", func() float64 { return float64(s.relay.Stats().Queued) }),
+		counter("lottery_outbox_sent_total", "Invoices acknowledged by the broker (relay and compensation).", func() uint64 { return s.relay.Stats().Sent }),
+		counter("lottery_outbox_failed_total", "Invoice publications that failed (left mq_state 2 for the scan).", func() uint64 { return s.relay.Stats().Failed }),
+		counter("lottery_outbox_dropped_total", "Invoices not queued because the relay queue was full (left to the scan).", func() uint64 { return s.relay.Stats().Dropped }),
+		counter("lottery_outbox_compensated_total", "Invoices re-sent by the compensation scan.", func() uint64 { return s.relay.Stats().Compensated }),
+		counter("lottery_invoices_delivered_total", "Prizes granted by the distributor (grant_state 0 -> 1).", func() uint64 { return s.delivered() }),
+		counter("lottery_invoices_duplicate_total", "Invoice deliveries that found the prize already granted.", func() uint64 { return s.duplicates() }),
+		counter("lottery_analytics_dropped_total", "Draw events dropped because the analytics buffer was full.", func() uint64 { return s.sink.Stats().Dropped }),
+		counter("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
+	)
+	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return m
+}
+
+// Describe implements prometheus.Collector for the stock gauge.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.stockDsc }
+
+// Collect implements prometheus.Collector: stock left per activity, read live.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	views, err := m.stockFn(ctx)
+	if err != nil {
+		return // a scrape without the gauge says more than a made-up value
+	}
+	for _, v := range views {
+		ch <- prometheus.MustNewConstMetric(m.stockDsc, prometheus.GaugeValue, float64(v.StockLeft), strconv.FormatInt(v.ID, 10))
+	}
+}
+
+func (m *metrics) draw(o lottery.Outcome, start time.Time) {
+	c, ok := m.draws[o]
+	if !ok {
+		c = m.other
+	}
+	c.Inc()
+	m.latency.Observe(time.Since(start).Seconds())
+}

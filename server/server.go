@@ -1,0 +1,361 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/flashlottery/lottery/analytics"
+	"github.com/flashlottery/lottery/configs"
+	"github.com/flashlottery/lottery/invoice"
+	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/orders"
+	"github.com/flashlottery/lottery/stock"
+)
+
+// auditor is what the audit endpoint needs from the orders store.
+type auditor interface {
+	Audit(ctx context.Context, activityID int64) (orders.Audit, error)
+}
+
+// summarizer is what the analytics endpoint needs from the analytics store.
+type summarizer interface {
+	Summary(ctx context.Context, activityID int64, from, to time.Time) (analytics.Summary, error)
+}
+
+// Server is the edge: it owns the adapters, the HTTP server and every
+// background goroutine.
+type Server struct {
+	cfg   configs.Config
+	log   *slog.Logger
+	token string
+
+	svc       *lottery.Service
+	relay     *lottery.Relay
+	store     *orders.SQLite
+	stock     *stock.Memory
+	broker    *invoice.Broker // nil with external brokers
+	producer  *invoice.Producer
+	consumer  *invoice.Consumer // nil when kafka.consume is off
+	dist      *invoice.Distributor
+	sink      *analytics.Sink
+	events    *analytics.Embedded
+	auditor   auditor
+	analytics summarizer
+	metrics   *metrics
+
+	http *fasthttp.Server
+	ln   net.Listener
+
+	// ctx is the server's life; draws derive their deadline from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// Background goroutines in shutdown order, each with its own stop.
+	jobs, relayG, consumerG, sinkG group
+	serveErr                       chan error
+	started, stopping              atomic.Bool
+	stopOnce                       sync.Once
+}
+
+// group is a set of goroutines with one stop.
+type group struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (g *group) start(parent context.Context, fns ...func(context.Context)) {
+	ctx, cancel := context.WithCancel(parent)
+	g.cancel = cancel
+	for _, fn := range fns {
+		g.wg.Go(func() { fn(ctx) })
+	}
+}
+
+func (g *group) stop() {
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.wg.Wait()
+}
+
+// New validates cfg, opens every adapter (embedded defaults where no
+// address is configured), restores stock from the durable record and seeds
+// the demo activity when asked. It does not listen yet: call Start.
+func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s = &Server{cfg: cfg, log: log, serveErr: make(chan error, 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			s.closeAdapters()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if s.token, err = adminToken(cfg); err != nil {
+		return nil, err
+	}
+	router, err := orders.NewRouter(cfg.Orders.DBCount, cfg.Orders.TBCount)
+	if err != nil {
+		return nil, err
+	}
+	if s.store, err = orders.OpenSQLite(filepath.Join(cfg.DataDir, "orders"), router); err != nil {
+		return nil, err
+	}
+	s.auditor = s.store
+	s.stock = stock.NewMemory()
+	brokers := cfg.Kafka.Brokers
+	if len(brokers) == 0 {
+		s.broker, err = invoice.StartBroker(invoice.BrokerConfig{Addr: cfg.Kafka.EmbeddedAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Topic: cfg.Kafka.Topic})
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		brokers = s.broker.Addrs()
+		log.Info("embedded Kafka-protocol broker started", "addrs", brokers)
+	}
+	if s.producer, err = invoice.NewProducer(invoice.ProducerConfig{Brokers: brokers, Topic: cfg.Kafka.Topic, ClientID: fmt.Sprintf("lottery-edge-%d", cfg.Node), Timeout: cfg.Kafka.Timeout}); err != nil {
+		return nil, fmt.Errorf("invoice producer: %w", err)
+	}
+	s.dist = invoice.NewDistributor(s.store)
+	if cfg.Kafka.Consume {
+		if s.consumer, err = invoice.NewConsumer(invoice.ConsumerConfig{Brokers: brokers, Topic: cfg.Kafka.Topic, Group: cfg.Kafka.Group}, s.dist); err != nil {
+			return nil, fmt.Errorf("invoice consumer: %w", err)
+		}
+	}
+	if s.events, err = analytics.OpenEmbedded(filepath.Join(cfg.DataDir, "analytics")); err != nil {
+		return nil, fmt.Errorf("analytics: %w", err)
+	}
+	s.analytics = s.events
+	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery})
+	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout})
+	ids, err := lottery.NewSnowflake(cfg.Node)
+	if err != nil {
+		return nil, err
+	}
+	s.svc, err = lottery.NewService(lottery.Deps{
+		Catalog: s.store, Orders: s.store, Ledger: s.store, Stock: s.stock, Admin: s.stock,
+		Drawer: &lottery.NativeDrawer{}, Events: s.sink, Relay: s.relay, IDs: ids,
+	}, lottery.ServiceConfig{})
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.svc.Restore(s.ctx)
+	if err != nil {
+		return nil, fmt.Errorf("restore stock: %w", err)
+	}
+	if cfg.Demo && n == 0 {
+		a, st := configs.Demo(time.Now())
+		if err := s.svc.Deploy(s.ctx, a, st); err != nil {
+			return nil, fmt.Errorf("seed demo activity: %w", err)
+		}
+		log.Info("demo activity seeded", "activity", a.ID, "stock", a.StockCount)
+	}
+	s.metrics = newMetrics(s)
+	s.http = &fasthttp.Server{
+		Handler:                      s.handle,
+		Name:                         "lottery-edge",
+		MaxRequestBodySize:           cfg.HTTP.MaxBodyBytes,
+		ReadTimeout:                  cfg.HTTP.ReadTimeout,
+		WriteTimeout:                 cfg.HTTP.WriteTimeout,
+		IdleTimeout:                  time.Minute,
+		Concurrency:                  cfg.HTTP.Concurrency,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		ReduceMemoryUsage:            false,
+		Logger:                       fasthttpLogger{log},
+		ErrorHandler:                 s.transportError,
+		DisablePreParseMultipartForm: true,
+	}
+	return s, nil
+}
+
+// adminToken returns the configured token or makes one and writes it to
+// DataDir/admin.token so operators can read it.
+func adminToken(cfg configs.Config) (string, error) {
+	if cfg.AdminToken != "" {
+		return cfg.AdminToken, nil
+	}
+	p := filepath.Join(cfg.DataDir, "admin.token")
+	if b, err := os.ReadFile(p); err == nil && len(b) >= 16 {
+		return string(b), nil
+	}
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	tok := hex.EncodeToString(buf)
+	if err := os.WriteFile(p, []byte(tok), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return tok, nil
+}
+
+// Start listens (on ln, or on cfg.Addr when ln is nil) and starts the
+// background goroutines. It returns once the server accepts connections.
+func (s *Server) Start(ln net.Listener) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("server already started")
+	}
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
+		}
+	}
+	s.ln = ln
+	s.sinkG.start(s.ctx, s.sink.Run)
+	if s.consumer != nil {
+		s.consumerG.start(s.ctx, func(ctx context.Context) {
+			if err := s.consumer.Run(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("invoice consumer stopped", "err", err)
+			}
+		})
+	}
+	s.relayG.start(s.ctx, s.relay.Run)
+	s.jobs.start(s.ctx, s.stateJob, s.compensationJob)
+	go func() { s.serveErr <- s.http.Serve(ln) }() // owned: Shutdown stops it and reads serveErr
+	s.log.Info("lottery edge listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the listening address (after Start).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Token returns the admin bearer token.
+func (s *Server) Token() string { return s.token }
+
+// Service returns the domain service (for the CLI and tests).
+func (s *Server) Service() *lottery.Service { return s.svc }
+
+// Wait blocks until the HTTP server stops on its own (an accept error).
+func (s *Server) Wait() error { return <-s.serveErr }
+
+func (s *Server) ready() error {
+	switch {
+	case !s.started.Load():
+		return errors.New("starting")
+	case s.stopping.Load():
+		return errors.New("shutting down")
+	}
+	return nil
+}
+
+// Shutdown stops in order: stop taking requests (in-flight ones finish),
+// stop the jobs, drain the outbox relay, stop the consumer, flush analytics,
+// then close the producer, the broker and the stores.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
+		if s.started.Load() {
+			err = s.http.ShutdownWithContext(ctx)
+		}
+		s.jobs.stop()
+		s.relayG.stop()
+		s.consumerG.stop()
+		s.sinkG.stop()
+		s.cancel()
+		err = errors.Join(err, s.closeAdapters())
+	})
+	return err
+}
+
+func (s *Server) closeAdapters() error {
+	var errs []error
+	if s.consumer != nil {
+		errs = append(errs, s.consumer.Close())
+	}
+	if s.producer != nil {
+		errs = append(errs, s.producer.Close())
+	}
+	if s.broker != nil {
+		s.broker.Close()
+	}
+	if s.events != nil {
+		errs = append(errs, s.events.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) stateJob(ctx context.Context) {
+	s.every(ctx, s.cfg.Jobs.StateEvery, func() {
+		n, err := s.svc.AdvanceStates(ctx)
+		if err != nil {
+			s.log.Warn("activity-state job", "err", err)
+		} else if n > 0 {
+			s.log.Info("activity-state job moved activities", "moved", n)
+		}
+	})
+}
+
+func (s *Server) compensationJob(ctx context.Context) {
+	s.every(ctx, s.cfg.Jobs.CompensateEvery, func() {
+		n, err := s.relay.Compensate(ctx, time.Now(), s.cfg.Jobs.StaleAfter)
+		if err != nil {
+			s.log.Warn("outbox compensation scan", "err", err, "resent", n)
+		} else if n > 0 {
+			s.log.Info("outbox compensation scan re-sent invoices", "resent", n)
+		}
+	})
+}
+
+// every runs fn now and then every period until ctx ends.
+func (s *Server) every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		fn()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CompensateNow runs the compensation scan once with the given staleness
+// (for the CLI and tests).
+func (s *Server) CompensateNow(ctx context.Context, staleAfter time.Duration) (int, error) {
+	return s.relay.Compensate(ctx, time.Now(), staleAfter)
+}
+
+func (s *Server) delivered() uint64 { return s.dist.Stats().Granted }
+
+func (s *Server) duplicates() uint64 { return s.dist.Stats().Duplicates }
+
+// transportError answers requests fasthttp refused before the handler (a
+// body over MaxBodyBytes, a malformed request) with the JSON error shape.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	status, code := 400, codeInvalid
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		status, code = 413, codeTooLarge
+	}
+	s.writeError(ctx, status, apiError{Code: code, Message: err.Error()})
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
