@@ -3,8 +3,8 @@
 //
 // A Sink implements lottery.Events: it buffers events and a flusher goroutine
 // delivers them in batches to a Store. Embedded is the in-process Store and
-// Querier used by default; a ClickHouse store implements the same two
-// interfaces for production.
+// Querier used by default; the ClickHouse store for production implements
+// the same two interfaces.
 //
 // Design decisions:
 //
@@ -20,15 +20,15 @@
 //     store receives events in order. Events still held when the final flush
 //     times out at shutdown are counted as dropped too, so that at rest
 //     Recorded = Flushed + Dropped + Buffered.
-//   - Mutex and double buffer, not a channel. Measured on 2 cores with
-//     b.RunParallel: a buffered channel costs about the same per send, but its
-//     consumer must receive events one at a time and kept up with only about
-//     a tenth of the offered load (92% dropped); swapping a whole slice under
-//     the mutex costs the flusher O(1) per batch, so it kept up with about
-//     half of a saturating producer loop (the rest dropped at about 12 ns per
-//     call). Neither allocates per call; the slices grow to their working
-//     size once and are reused, and are cleared after a flush so they do not
-//     pin the events' strings.
+//   - Mutex and double buffer, not a channel. Measured on 2 cores, one
+//     goroutine producing and flushing batches of 4096 (so the scheduler
+//     does not blur the result): a buffered channel costs about 40 ns per
+//     event, because the consumer must receive events one at a time; a
+//     mutex-guarded slice that the flusher swaps for an empty one costs about
+//     11 ns per event, the swap being O(1) per batch. Neither allocates: the
+//     two slices grow to their working size once and are reused, and are
+//     cleared after a flush so they do not pin the events' strings. Under
+//     b.RunParallel Record costs about 16 ns, and about 12 ns when it drops.
 //   - One flusher goroutine, owned by the caller: Run is its body, and
 //     cancelling Run's context stops it after a final flush bounded by
 //     FlushTimeout. A failed insert keeps its batch and is retried with
@@ -38,8 +38,8 @@
 //   - The embedded store keeps aggregates, not events. Per activity it keeps
 //     one row per second that saw events and one column per outcome, won
 //     award and latency histogram bucket (log-linear, 12.5% resolution); a
-//     summary adds up a range of rows, so it costs microseconds over millions
-//     of events. Per-user history is not kept: that is ClickHouse's job.
+//     summary adds up a range of rows: about 0.1 ms over a million events
+//     spread over an hour, whatever the number of events. Per-user history is not kept: that is ClickHouse's job.
 //   - Bounded memory in the embedded store. An activity keeps at most 65536
 //     rows; beyond that its bucket width doubles (adjacent rows merge), so a
 //     long activity costs at most rows x (8 + 8 x columns) bytes, about 13 MiB

@@ -245,6 +245,7 @@ func (s *Sink) finish(parent context.Context) {
 // Call it only once out is fully stored.
 func (s *Sink) take() bool {
 	clear(s.out) // drop references to stored events' strings
+	s.out, s.next = s.out[:0], 0
 	s.mu.Lock()
 	if len(s.buf) == 0 {
 		s.mu.Unlock()
@@ -256,7 +257,6 @@ func (s *Sink) take() bool {
 	s.out, s.buf, s.spare = s.buf, s.spare, nil
 	s.held = len(s.out)
 	s.mu.Unlock()
-	s.next = 0
 	return true
 }
 

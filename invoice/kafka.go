@@ -103,7 +103,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	sc.Producer.Retry.Max = 3
 	sc.Producer.Retry.Backoff = 100 * time.Millisecond
 	// The broker-side wait for replicas; it must end before our read timeout.
-	sc.Producer.Timeout = (cfg.Timeout / 2).Truncate(time.Millisecond)
+	sc.Producer.Timeout = max(cfg.Timeout/2, 10*time.Millisecond).Truncate(time.Millisecond)
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
@@ -184,7 +184,7 @@ func (p *Producer) Publish(ctx context.Context, invs []lottery.Invoice) []error 
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			errs[i] = unanswered(inv, ctx)
+			errs[i] = unanswered(ctx, inv)
 			continue
 		}
 		val, err := json.Marshal(inv)
@@ -203,7 +203,7 @@ func (p *Producer) Publish(ctx context.Context, invs []lottery.Invoice) []error 
 		case p.ap.Input() <- msg:
 			acks[i] = a
 		case <-ctx.Done():
-			errs[i] = unanswered(inv, ctx)
+			errs[i] = unanswered(ctx, inv)
 		}
 	}
 	p.mu.RUnlock()
@@ -219,7 +219,7 @@ func (p *Producer) Publish(ctx context.Context, invs []lottery.Invoice) []error 
 			select {
 			case err = <-a: // an answer that raced the deadline wins
 			default:
-				errs[i] = unanswered(&invs[i], ctx)
+				errs[i] = unanswered(ctx, &invs[i])
 				continue
 			}
 		}
@@ -230,7 +230,7 @@ func (p *Producer) Publish(ctx context.Context, invs []lottery.Invoice) []error 
 	return errs
 }
 
-func unanswered(inv *lottery.Invoice, ctx context.Context) error {
+func unanswered(ctx context.Context, inv *lottery.Invoice) error {
 	return fmt.Errorf("invoice: publish order %d: %w: no ack: %w", inv.OrderID, lottery.ErrUnavailable, context.Cause(ctx))
 }
 
@@ -358,6 +358,7 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 	}
 	sc := sarama.NewConfig()
 	sc.ClientID = cfg.ClientID
+	sc.Net.DialTimeout = DefaultTimeout
 	sc.Metadata.Retry.Backoff = 100 * time.Millisecond
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Offsets.AutoCommit.Enable = false

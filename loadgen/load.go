@@ -38,16 +38,17 @@ type Config struct {
 
 // Result is what a run measured.
 type Result struct {
-	Requests   int            `json:"requests"`
-	Errors     int            `json:"errors"`
-	Duration   time.Duration  `json:"durationNs"`
-	RPS        float64        `json:"rps"`
-	P50        time.Duration  `json:"p50Ns"`
-	P90        time.Duration  `json:"p90Ns"`
-	P99        time.Duration  `json:"p99Ns"`
-	ByStatus   map[int]int    `json:"byStatus"`
-	ByOutcome  map[string]int `json:"byOutcome"`
-	FirstError string         `json:"firstError,omitempty"`
+	Requests    int            `json:"requests"`
+	Concurrency int            `json:"concurrency"`
+	Errors      int            `json:"errors"`
+	Duration    time.Duration  `json:"durationNs"`
+	RPS         float64        `json:"rps"`
+	P50         time.Duration  `json:"p50Ns"`
+	P90         time.Duration  `json:"p90Ns"`
+	P99         time.Duration  `json:"p99Ns"`
+	ByStatus    map[int]int    `json:"byStatus"`
+	ByOutcome   map[string]int `json:"byOutcome"`
+	FirstError  string         `json:"firstError,omitempty"`
 }
 
 func (c *Config) defaults() error {
@@ -132,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	stopBar()
-	res := Result{Requests: int(done.Load()), Duration: elapsed, ByStatus: map[int]int{}, ByOutcome: map[string]int{}}
+	res := Result{Requests: int(done.Load()), Concurrency: cfg.Concurrency, Duration: elapsed, ByStatus: map[int]int{}, ByOutcome: map[string]int{}}
 	for _, t := range tallies {
 		res.Errors += t.errs
 		if res.FirstError == "" {

@@ -1,13 +1,11 @@
 package orders
 
 import (
-	"runtime"
-	"sync/atomic"
-	"time"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/flashlottery/lottery/lottery"
 )
@@ -89,24 +87,21 @@ func (w *writer) loop() {
 	defer close(w.done)
 	reqs := make([]*request, 0, maxBatch)
 	for {
-		ti := time.Now()
 		select {
 		case r := <-w.reqs:
-			DebugIdle.Add(int64(time.Since(ti)))
 			reqs = append(reqs, r)
 		case <-w.quit:
 			return
 		}
 		reqs = w.fill(reqs)
 		if len(reqs) < maxBatch {
+			// Yield once so the callers the previous commit just woke can
+			// queue their next request: on 2 CPUs with 128 callers this took
+			// the average batch from about 3 requests to about 35.
 			runtime.Gosched()
 			reqs = w.fill(reqs)
 		}
-		t0 := time.Now()
 		w.commit(reqs)
-		DebugBatches.Add(1)
-		DebugReqs.Add(int64(len(reqs)))
-		DebugNanos.Add(int64(time.Since(t0)))
 		for _, r := range reqs {
 			close(r.done)
 		}
@@ -115,6 +110,7 @@ func (w *writer) loop() {
 	}
 }
 
+// fill appends the requests that are waiting, without blocking.
 func (w *writer) fill(reqs []*request) []*request {
 	for len(reqs) < maxBatch {
 		select {
@@ -254,8 +250,7 @@ type writeKind int
 
 // The write statements. Kinds from wSavepoint on do not depend on the table.
 const (
-	wEnsureCount writeKind = iota
-	wDecrement
+	wDecrement writeKind = iota
 	wInsertTake
 	wUseTake
 	wTakeState
@@ -282,12 +277,11 @@ func writeSQL(k writeKind, tb int) string {
 	count := ShardTable(TableTakeCount, tb)
 	export := ShardTable(TableExport, tb)
 	switch k {
-	case wEnsureCount:
-		return `INSERT INTO ` + count + ` (user_id, activity_id, total_count, left_count) VALUES (?, ?, ?, ?)
-			ON CONFLICT (user_id, activity_id) DO NOTHING`
 	case wDecrement:
-		return `UPDATE ` + count + ` SET left_count = left_count - 1
-			WHERE user_id = ? AND activity_id = ? AND left_count > 0
+		// Create the count row at takeCount - 1, or decrement it while
+		// positive; no row comes back when nothing is left.
+		return `INSERT INTO ` + count + ` (user_id, activity_id, total_count, left_count) VALUES (?1, ?2, ?3, ?3 - 1)
+			ON CONFLICT (user_id, activity_id) DO UPDATE SET left_count = left_count - 1 WHERE left_count > 0
 			RETURNING total_count, left_count`
 	case wInsertTake:
 		return `INSERT INTO ` + take + ` (take_id, user_id, activity_id, strategy_id, take_count, state, award_id, uuid, take_date)
@@ -342,5 +336,3 @@ func closeStmts(stmts []*sql.Stmt) {
 		}
 	}
 }
-
-var DebugIdle, DebugBatches, DebugReqs, DebugNanos atomic.Int64

@@ -109,7 +109,7 @@ func OpenSQLite(dir string, router Router) (*SQLite, error) {
 func openPair(path string) (w, r *sql.DB, err error) {
 	common := "?_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMS) + ")"
 	w, err = sql.Open("sqlite", path+common+
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(4000)&_txlock=immediate")
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -275,11 +275,8 @@ func (s *SQLite) Take(ctx context.Context, t *lottery.Take, takeCount int) error
 	db, tb := s.router.Route(t.UserID)
 	var nth int
 	err := s.shards[db].w.do(ctx, func(b *batch) error {
-		if _, err := b.exec(wEnsureCount, tb, t.UserID, t.ActivityID, takeCount, takeCount); err != nil {
-			return err
-		}
 		var total, left int
-		if err := b.queryRow(wDecrement, tb, t.UserID, t.ActivityID).Scan(&total, &left); err != nil {
+		if err := b.queryRow(wDecrement, tb, t.UserID, t.ActivityID, takeCount).Scan(&total, &left); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return lottery.ErrLimitReached
 			}
@@ -303,8 +300,9 @@ func (s *SQLite) Take(ctx context.Context, t *lottery.Take, takeCount int) error
 // a win (o != nil), inserts the order with mq_state init and grant_state
 // pending, its uuid being the take id. The caller sets o.ID (a snowflake id),
 // the strategy and award fields, Module, Seed and At (now when zero); Draw
-// fills o.UserID, TakeID, ActivityID and StrategyID from t when empty. An order id that
-// exists is ErrConflict.
+// fills o.UserID, TakeID, ActivityID and StrategyID from t when empty and
+// sets the stored state back into o and t. An order id that exists is
+// ErrConflict.
 func (s *SQLite) Draw(ctx context.Context, t *lottery.Take, o *lottery.Order) error {
 	if t == nil || t.ID <= 0 || t.UserID == "" {
 		return fmt.Errorf("orders: draw: %w: need a take with id and user", lottery.ErrInvalid)
@@ -420,7 +418,7 @@ const orderColumns = `order_id, user_id, activity_id, strategy_id, strategy_mode
 
 func scanOrder(sc interface{ Scan(...any) error }) (lottery.Order, error) {
 	var (
-		o                         lottery.Order
+		o                        lottery.Order
 		grantDate, seed, orderAt int64
 	)
 	err := sc.Scan(&o.ID, &o.UserID, &o.ActivityID, &o.StrategyID, &o.Mode, &o.GrantType, &grantDate, &o.GrantState,
@@ -457,9 +455,7 @@ func (s *SQLite) Pending(ctx context.Context, staleBefore time.Time, limit int) 
 	for _, sh := range s.shards {
 		for tb := range s.router.TBCount {
 			var err error
-			out, err = queryOrders(ctx, sh.rdb, out, `SELECT `+orderColumns+` FROM `+ShardTable(TableExport, tb)+`
-				WHERE mq_state = 2 OR (mq_state = 0 AND order_time < ?)
-				ORDER BY order_time, order_id LIMIT ?`, toMS(staleBefore), limit)
+			out, err = queryOrders(ctx, sh.rdb, out, pendingSQL(tb), limit, toMS(staleBefore))
 			if err != nil {
 				return nil, fmt.Errorf("orders: pending in %s: %w", sh.name, unavailable(err))
 			}
@@ -470,6 +466,19 @@ func (s *SQLite) Pending(ctx context.Context, staleBefore time.Time, limit int) 
 		out = out[:limit:limit]
 	}
 	return out, nil
+}
+
+// pendingSQL reads the pending orders of table tb, oldest first, as two
+// walks of the (mq_state, order_time) index that each stop at the limit, so
+// a large backlog (the broker down for an hour) costs no sort of it all.
+func pendingSQL(tb int) string {
+	export := ShardTable(TableExport, tb)
+	return `SELECT * FROM (SELECT ` + orderColumns + ` FROM ` + export + `
+			WHERE mq_state = 2 ORDER BY order_time, order_id LIMIT ?1)
+		UNION ALL
+		SELECT * FROM (SELECT ` + orderColumns + ` FROM ` + export + `
+			WHERE mq_state = 0 AND order_time < ?2 ORDER BY order_time, order_id LIMIT ?1)
+		ORDER BY order_time, order_id LIMIT ?1`
 }
 
 // sortOrders sorts by order time and id, ascending or descending.

@@ -162,6 +162,4 @@ func BenchmarkTakeDraw(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "draws/s")
-	b.Logf("idle %v", time.Duration(orders.DebugIdle.Load()))
-	b.Logf("batches %d reqs %d avg %.1f, avg batch %v busy %v of %v", orders.DebugBatches.Load(), orders.DebugReqs.Load(), float64(orders.DebugReqs.Load())/float64(orders.DebugBatches.Load()), time.Duration(orders.DebugNanos.Load()/max(1,orders.DebugBatches.Load())), time.Duration(orders.DebugNanos.Load()), time.Since(start))
 }

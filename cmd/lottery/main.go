@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ usage:
   lottery bench   [--url URL] [--requests N] [--concurrency C] [--users U] [--activity ID] [--verify]
                                                                     drive draws and verify stock, prizes, orders and invoices
   lottery bare    [--addr HOST:PORT]                                a bare fasthttp handler, the benchmark baseline
+  lottery benchsuite [--out BENCHMARKS.md]                          bare handler vs the draw endpoint (make bench)
 `
 
 func main() {
@@ -50,6 +52,8 @@ func main() {
 		err = bench(ctx, os.Args[2:])
 	case "bare":
 		err = bare(ctx, os.Args[2:])
+	case "benchsuite":
+		err = benchsuite(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -91,9 +95,20 @@ func loadConfig(fs *flag.FlagSet, args []string) (configs.Config, error) {
 func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
@@ -221,4 +236,31 @@ func bare(ctx context.Context, args []string) error {
 		return err
 	}
 	return loadgen.ServeBare(ctx, *addr, io.Discard)
+}
+
+func benchsuite(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("benchsuite", flag.ContinueOnError)
+	cfg := loadgen.SuiteConfig{Log: os.Stderr}
+	fs.StringVar(&cfg.Bin, "bin", "bin/lottery", "the lottery binary to start as the server")
+	fs.StringVar(&cfg.ServerCPU, "server-cpu", "0", "core for the server (taskset -c); run this command on another")
+	fs.IntVar(&cfg.Requests, "requests", 200000, "requests per run for the bare handler and the flash sale")
+	fs.IntVar(&cfg.AllWinRequests, "allwin-requests", 30000, "requests for the all-win run")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections")
+	out := fs.String("out", "", "markdown file to write (replaces the section between the suite markers)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sc, err := loadgen.RunSuite(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var md strings.Builder
+	if err := loadgen.WriteMarkdown(&md, "make bench", sc); err != nil {
+		return err
+	}
+	fmt.Print(md.String())
+	if *out == "" {
+		return nil
+	}
+	return loadgen.ReplaceSection(*out, "benchsuite", md.String())
 }

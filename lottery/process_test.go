@@ -1,0 +1,852 @@
+package lottery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/orders"
+	"github.com/flashlottery/lottery/stock"
+)
+
+// The tests of this file run the draw process of lottery.Service on the real
+// embedded adapters: the in-memory sliding stock and the sharded SQLite store
+// (the seed's 2 databases x 4 tables), with the native drawer.
+
+// env is a Service on the embedded adapters. Orders and Stock may be wrapped.
+type env struct {
+	store *orders.SQLite
+	mem   *stock.Memory
+	ids   *lottery.Snowflake
+	svc   *lottery.Service
+	deps  lottery.Deps
+}
+
+type envOption func(*lottery.Deps, *lottery.ServiceConfig)
+
+func withOrders(o lottery.Orders) envOption {
+	return func(d *lottery.Deps, _ *lottery.ServiceConfig) { d.Orders = o }
+}
+
+func withStock(s lottery.Stock) envOption {
+	return func(d *lottery.Deps, _ *lottery.ServiceConfig) { d.Stock = s }
+}
+
+func withRelay(r *lottery.Relay) envOption {
+	return func(d *lottery.Deps, _ *lottery.ServiceConfig) { d.Relay = r }
+}
+
+func withEvents(e lottery.Events) envOption {
+	return func(d *lottery.Deps, _ *lottery.ServiceConfig) { d.Events = e }
+}
+
+func withClock(now func() time.Time) envOption {
+	return func(_ *lottery.Deps, c *lottery.ServiceConfig) { c.Now = now }
+}
+
+// newStore opens the SQLite store in a fresh directory, closed at cleanup.
+func newStore(t testing.TB) *orders.SQLite {
+	t.Helper()
+	router, err := orders.NewRouter(2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := orders.OpenSQLite(t.TempDir(), router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return s
+}
+
+func newEnv(t testing.TB, opts ...envOption) *env {
+	t.Helper()
+	e := &env{store: newStore(t), mem: stock.NewMemory()}
+	var err error
+	if e.ids, err = lottery.NewSnowflake(1); err != nil {
+		t.Fatal(err)
+	}
+	e.deps = lottery.Deps{
+		Catalog: e.store, Orders: e.store, Ledger: e.store, Stock: e.mem, Admin: e.mem,
+		Drawer: &lottery.NativeDrawer{}, IDs: e.ids,
+	}
+	var cfg lottery.ServiceConfig
+	for _, o := range opts {
+		o(&e.deps, &cfg)
+	}
+	if e.svc, err = lottery.NewService(e.deps, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// award is an award definition: count units at rate (a probability).
+type award struct {
+	id    string
+	count int64
+	rate  float64
+}
+
+// activityDef describes an activity to deploy; zero fields take defaults.
+type activityDef struct {
+	id         int64
+	stock      int64
+	takeCount  int
+	state      lottery.State
+	mode       lottery.Mode
+	awards     []award
+	begin, end time.Time
+}
+
+// deploy stores and provisions an activity (running, from an hour ago to an
+// hour from now unless told otherwise) with a strategy of the same id.
+func (e *env) deploy(t testing.TB, d activityDef) (*lottery.Activity, *lottery.Strategy) {
+	t.Helper()
+	now := time.Now()
+	if d.state == 0 {
+		d.state = lottery.StateDoing
+	}
+	if d.mode == 0 {
+		d.mode = lottery.ModeTotal
+	}
+	if d.takeCount == 0 {
+		d.takeCount = 1
+	}
+	if d.begin.IsZero() {
+		d.begin = now.Add(-time.Hour)
+	}
+	if d.end.IsZero() {
+		d.end = now.Add(time.Hour)
+	}
+	if len(d.awards) == 0 {
+		d.awards = []award{{id: "A", count: d.stock, rate: 1}}
+	}
+	st := &lottery.Strategy{ID: d.id, Mode: d.mode, GrantType: lottery.GrantImmediate}
+	for i, a := range d.awards {
+		st.Details = append(st.Details, lottery.StrategyDetail{
+			Award:      lottery.Award{ID: a.id, Type: lottery.AwardType(1 + i%4), Name: "award " + a.id, Content: "content of " + a.id},
+			AwardCount: a.count, Rate: lottery.RateFromFloat(a.rate),
+		})
+	}
+	act := &lottery.Activity{
+		ID: d.id, Name: "activity " + strconv.FormatInt(d.id, 10), BeginAt: d.begin, EndAt: d.end,
+		StockCount: d.stock, TakeCount: d.takeCount, StrategyID: d.id, State: d.state,
+	}
+	if err := e.svc.Deploy(t.Context(), act, st); err != nil {
+		t.Fatalf("deploy activity %d: %v", d.id, err)
+	}
+	return act, st
+}
+
+func (e *env) left(t testing.TB, activityID int64, awardID string) int64 {
+	t.Helper()
+	n, err := e.mem.Left(context.Background(), lottery.StockKey{Activity: activityID, Award: awardID})
+	if err != nil {
+		t.Fatalf("left of activity %d award %q: %v", activityID, awardID, err)
+	}
+	return n
+}
+
+func (e *env) audit(t testing.TB, activityID int64) orders.Audit {
+	t.Helper()
+	a, err := e.store.Audit(context.Background(), activityID)
+	if err != nil {
+		t.Fatalf("audit activity %d: %v", activityID, err)
+	}
+	if err := a.Err(); err != nil {
+		t.Errorf("audit activity %d: %v", activityID, err)
+	}
+	return a
+}
+
+// outcome names what a Draw answered.
+func outcome(res *lottery.Result, err error) lottery.Outcome {
+	if err != nil {
+		return lottery.OutcomeOf(err)
+	}
+	return res.Outcome
+}
+
+// ---- the hammers ----
+
+func TestOversellHammer(t *testing.T) {
+	workers, draws, stockCount := 64, 3000, int64(300)
+	if testing.Short() {
+		workers, draws, stockCount = 16, 600, 60
+	}
+	for _, tc := range []struct {
+		name      string
+		mode      lottery.Mode
+		takeCount int
+		users     int
+		awards    []award
+	}{
+		// Total rate: awards without stock are removed and the rest
+		// renormalised; award counts sum below the stock so they run out.
+		{"total/take1", lottery.ModeTotal, 1, draws, []award{{"gold", stockCount / 30, 0.1}, {"silver", stockCount / 10, 0.3}, {"bronze", stockCount / 5, 0.6}}},
+		{"total/take3", lottery.ModeTotal, 3, draws / 4, []award{{"gold", stockCount / 30, 0.1}, {"silver", stockCount / 10, 0.3}, {"bronze", stockCount / 5, 0.6}}},
+		// Single-item rate: 40% miss, a drawn award without stock is a miss.
+		{"single/take2", lottery.ModeSingle, 2, draws / 3, []award{{"gold", stockCount / 30, 0.1}, {"silver", stockCount / 10, 0.2}, {"bronze", stockCount / 5, 0.3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			const id = 7001
+			e.deploy(t, activityDef{id: id, stock: stockCount, takeCount: tc.takeCount, mode: tc.mode, awards: tc.awards})
+			if demand := min(draws, tc.users*tc.takeCount); int64(demand) < 2*stockCount {
+				t.Fatalf("bad test: demand %d is not far above stock %d", demand, stockCount)
+			}
+			var (
+				next     atomic.Int64
+				mu       sync.Mutex
+				outcomes = map[lottery.Outcome]int{}
+				wins     = map[string]int64{}
+				perUser  = map[string]int{}
+				takes    = map[int64]bool{}
+				firstErr error
+				wg       sync.WaitGroup
+			)
+			start := time.Now()
+			for range workers {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(draws) {
+							return
+						}
+						user := "user-" + strconv.Itoa(int(i)%tc.users)
+						res, err := e.svc.Draw(t.Context(), user, id)
+						oc := outcome(res, err)
+						mu.Lock()
+						outcomes[oc]++
+						switch oc {
+						case lottery.OutcomeWin, lottery.OutcomeLose:
+							perUser[user]++
+							if takes[res.Take.ID] {
+								t.Errorf("take %d accepted twice", res.Take.ID)
+							}
+							takes[res.Take.ID] = true
+							if oc == lottery.OutcomeWin {
+								wins[res.Order.Award.ID]++
+							}
+						case lottery.OutcomeSoldOut, lottery.OutcomeLimitReached:
+						default:
+							if firstErr == nil {
+								firstErr = fmt.Errorf("draw %d of %s: outcome %s: %w", i, user, oc, err)
+							}
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			t.Logf("%d draws by %d goroutines over %d users in %s: %v, wins by award %v",
+				draws, workers, tc.users, time.Since(start).Round(time.Millisecond), outcomes, wins)
+			if firstErr != nil {
+				t.Errorf("%d draws answered an outcome other than win, lose, sold_out or limit_reached; first: %v",
+					draws-outcomes[lottery.OutcomeWin]-outcomes[lottery.OutcomeLose]-outcomes[lottery.OutcomeSoldOut]-outcomes[lottery.OutcomeLimitReached], firstErr)
+			}
+			accepted := int64(outcomes[lottery.OutcomeWin] + outcomes[lottery.OutcomeLose])
+			if accepted != stockCount {
+				t.Errorf("accepted draws = %d, want exactly the stock %d", accepted, stockCount)
+			}
+			for u, n := range perUser {
+				if n > tc.takeCount {
+					t.Errorf("user %s had %d accepted draws, takeCount %d", u, n, tc.takeCount)
+				}
+			}
+			var totalWins int64
+			for _, a := range tc.awards {
+				totalWins += wins[a.id]
+				if wins[a.id] > a.count {
+					t.Errorf("award %s won %d times, count %d", a.id, wins[a.id], a.count)
+				}
+				if left := e.left(t, id, a.id); left != a.count-wins[a.id] {
+					t.Errorf("award %s: stock left %d, want count %d - wins %d", a.id, left, a.count, wins[a.id])
+				}
+			}
+			if int64(outcomes[lottery.OutcomeWin]) != totalWins {
+				t.Errorf("%d wins but %d by award", outcomes[lottery.OutcomeWin], totalWins)
+			}
+			if left := e.left(t, id, ""); left != 0 {
+				t.Errorf("activity stock left %d, want 0", left)
+			}
+			au := e.audit(t, id)
+			if au.Takes != stockCount || au.UsedTakes != stockCount {
+				t.Errorf("audit: takes %d, used %d, want both %d", au.Takes, au.UsedTakes, stockCount)
+			}
+			if au.Orders != totalWins {
+				t.Errorf("audit: %d orders, the draws won %d", au.Orders, totalWins)
+			}
+			for _, a := range tc.awards {
+				if au.OrdersByAward[a.id] != wins[a.id] {
+					t.Errorf("audit: award %s has %d orders, the draws won %d", a.id, au.OrdersByAward[a.id], wins[a.id])
+				}
+			}
+			if au.ByMQState[lottery.MQInit] != au.Orders {
+				t.Errorf("audit: mq states %v, want every order at 0 (no relay)", au.ByMQState)
+			}
+		})
+	}
+}
+
+func TestPerUserLimitHammer(t *testing.T) {
+	e := newEnv(t)
+	const (
+		id        = 7002
+		takeCount = 3
+		attempts  = 32
+	)
+	e.deploy(t, activityDef{id: id, stock: 1000, takeCount: takeCount, mode: lottery.ModeSingle,
+		awards: []award{{"A", 1000, 0.5}}})
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		outcomes = map[lottery.Outcome]int{}
+		errs     []error
+		gate     = make(chan struct{})
+	)
+	for range attempts {
+		wg.Go(func() {
+			<-gate
+			res, err := e.svc.Draw(t.Context(), "alice", id)
+			oc := outcome(res, err)
+			mu.Lock()
+			defer mu.Unlock()
+			outcomes[oc]++
+			if oc != lottery.OutcomeWin && oc != lottery.OutcomeLose && oc != lottery.OutcomeLimitReached {
+				errs = append(errs, err)
+			}
+		})
+	}
+	close(gate)
+	wg.Wait()
+	t.Logf("outcomes of %d concurrent draws of one user: %v", attempts, outcomes)
+	if got := outcomes[lottery.OutcomeWin] + outcomes[lottery.OutcomeLose]; got != takeCount {
+		t.Errorf("accepted draws = %d, want takeCount %d", got, takeCount)
+	}
+	if got := outcomes[lottery.OutcomeLimitReached]; got != attempts-takeCount {
+		t.Errorf("limit_reached = %d, want %d", got, attempts-takeCount)
+	}
+	for _, err := range errs {
+		t.Errorf("unexpected answer: %v", err)
+	}
+	if left := e.left(t, id, ""); left != 1000-takeCount {
+		t.Errorf("activity stock left %d, want %d (refused takes give their unit back)", left, 1000-takeCount)
+	}
+	au := e.audit(t, id)
+	if au.Takes != takeCount || au.UsedTakes != takeCount {
+		t.Errorf("audit: takes %d, used %d, want %d", au.Takes, au.UsedTakes, takeCount)
+	}
+	if won := int64(outcomes[lottery.OutcomeWin]); au.Orders != won || e.left(t, id, "A") != 1000-won {
+		t.Errorf("audit: %d orders, award left %d, for %d wins", au.Orders, e.left(t, id, "A"), won)
+	}
+}
+
+// ---- failures after stock was reserved ----
+
+var errInjected = errors.New("injected failure")
+
+// flakyOrders is the real store with Take and Draw failing on demand, and
+// UserState counted.
+type flakyOrders struct {
+	*orders.SQLite
+	failTake, failDraw atomic.Bool
+	userStates         atomic.Int64
+	takes, draws       atomic.Int64
+}
+
+func (f *flakyOrders) UserState(ctx context.Context, userID string, activityID int64) (lottery.UserState, error) {
+	f.userStates.Add(1)
+	return f.SQLite.UserState(ctx, userID, activityID)
+}
+
+func (f *flakyOrders) Take(ctx context.Context, t *lottery.Take, takeCount int) error {
+	f.takes.Add(1)
+	if f.failTake.Load() {
+		return fmt.Errorf("take: %w", errInjected)
+	}
+	return f.SQLite.Take(ctx, t, takeCount)
+}
+
+func (f *flakyOrders) Draw(ctx context.Context, t *lottery.Take, o *lottery.Order) error {
+	f.draws.Add(1)
+	if f.failDraw.Load() {
+		return fmt.Errorf("draw: %w", errInjected)
+	}
+	return f.SQLite.Draw(ctx, t, o)
+}
+
+// flakyStock is the memory stock with award reservations failing on demand
+// (a Redis outage, say: not sold out, just unavailable).
+type flakyStock struct {
+	*stock.Memory
+	failAward atomic.Bool
+}
+
+func (f *flakyStock) Reserve(ctx context.Context, key lottery.StockKey) (lottery.Reservation, error) {
+	if key.Award != "" && f.failAward.Load() {
+		return lottery.Reservation{}, fmt.Errorf("stock: %w: %w", lottery.ErrUnavailable, errInjected)
+	}
+	return f.Memory.Reserve(ctx, key)
+}
+
+func TestReleaseOnFailure(t *testing.T) {
+	ctx := t.Context()
+	mem := stock.NewMemory()
+	fs := &flakyStock{Memory: mem}
+	var fo *flakyOrders
+	e := newEnv(t, func(d *lottery.Deps, _ *lottery.ServiceConfig) {
+		fo = &flakyOrders{SQLite: d.Catalog.(*orders.SQLite)}
+		d.Orders, d.Stock, d.Admin = fo, fs, mem
+	})
+	e.mem = mem
+	const id = 7003
+	// takeCount 1: once the user's take exists, only its reuse lets the user draw.
+	e.deploy(t, activityDef{id: id, stock: 10, takeCount: 1, awards: []award{{"A", 5, 1}}})
+
+	// A failed take gives the activity unit back and records nothing.
+	fo.failTake.Store(true)
+	_, err := e.svc.Draw(ctx, "bob", id)
+	if !errors.Is(err, errInjected) || lottery.OutcomeOf(err) != lottery.OutcomeError {
+		t.Fatalf("draw with a failing take: %v, want the injected error", err)
+	}
+	if left := e.left(t, id, ""); left != 10 {
+		t.Errorf("after a failed take: activity stock left %d, want 10", left)
+	}
+	if au := e.audit(t, id); au.Takes != 0 {
+		t.Errorf("after a failed take: %d takes stored", au.Takes)
+	}
+	fo.failTake.Store(false)
+
+	// A failed draw gives the award unit back and leaves the take unused.
+	fo.failDraw.Store(true)
+	res, err := e.svc.Draw(ctx, "bob", id)
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("draw with a failing record: %v, want the injected error", err)
+	}
+	if res == nil || res.Take == nil {
+		t.Fatalf("draw with a failing record: no take in the result %+v", res)
+	}
+	failedTake := res.Take.ID
+	if got, want := e.left(t, id, ""), int64(9); got != want {
+		t.Errorf("after a failed draw: activity stock left %d, want %d (the take holds one)", got, want)
+	}
+	if left := e.left(t, id, "A"); left != 5 {
+		t.Errorf("after a failed draw: award stock left %d, want 5 (released)", left)
+	}
+	if au := e.audit(t, id); au.Takes != 1 || au.UsedTakes != 0 || au.Orders != 0 {
+		t.Errorf("after a failed draw: takes %d, used %d, orders %d; want 1, 0, 0", au.Takes, au.UsedTakes, au.Orders)
+	}
+	fo.failDraw.Store(false)
+
+	// An unavailable award stock fails the draw too, and the take stays unused.
+	fs.failAward.Store(true)
+	res, err = e.svc.Draw(ctx, "bob", id)
+	if !errors.Is(err, lottery.ErrUnavailable) {
+		t.Fatalf("draw with award stock unavailable: %v, want ErrUnavailable", err)
+	}
+	if res == nil || res.Take == nil || res.Take.ID != failedTake {
+		t.Errorf("draw with award stock unavailable: result %+v, want the unused take %d reused", res, failedTake)
+	}
+	if got := e.left(t, id, ""); got != 9 {
+		t.Errorf("after an award-stock failure: activity stock left %d, want 9 (no new take)", got)
+	}
+	fs.failAward.Store(false)
+
+	// The next draw reuses the unused take: no new activity stock, no new take.
+	takesBefore := fo.takes.Load()
+	res, err = e.svc.Draw(ctx, "bob", id)
+	if err != nil {
+		t.Fatalf("draw after the failures: %v", err)
+	}
+	if res.Outcome != lottery.OutcomeWin || res.Take.ID != failedTake {
+		t.Errorf("draw after the failures: outcome %s take %d, want a win on the reused take %d", res.Outcome, res.Take.ID, failedTake)
+	}
+	if fo.takes.Load() != takesBefore {
+		t.Errorf("draw after the failures recorded a new take")
+	}
+	if got := e.left(t, id, ""); got != 9 {
+		t.Errorf("after the reuse: activity stock left %d, want 9", got)
+	}
+	if got := e.left(t, id, "A"); got != 4 {
+		t.Errorf("after the win: award stock left %d, want 4", got)
+	}
+	au := e.audit(t, id)
+	if au.Takes != 1 || au.UsedTakes != 1 || au.Orders != 1 || au.OrdersByAward["A"] != 1 {
+		t.Errorf("after the reuse: takes %d, used %d, orders %v; want 1, 1, A=1", au.Takes, au.UsedTakes, au.OrdersByAward)
+	}
+	// takeCount 1 is now used up.
+	if _, err := e.svc.Draw(ctx, "bob", id); !errors.Is(err, lottery.ErrLimitReached) {
+		t.Errorf("a second draw with takeCount 1: %v, want limit reached", err)
+	}
+
+	// A failed draw of a losing take (no award reserved) also leaves the take
+	// for the next draw.
+	const lose = 7004
+	e.deploy(t, activityDef{id: lose, stock: 3, takeCount: 1, mode: lottery.ModeSingle, awards: []award{{"N", 3, 0}}})
+	fo.failDraw.Store(true)
+	if _, err := e.svc.Draw(ctx, "carol", lose); !errors.Is(err, errInjected) {
+		t.Fatalf("losing draw with a failing record: %v", err)
+	}
+	fo.failDraw.Store(false)
+	res, err = e.svc.Draw(ctx, "carol", lose)
+	if err != nil || res.Outcome != lottery.OutcomeLose {
+		t.Fatalf("losing draw after the failure: %+v, %v", res, err)
+	}
+	if got := e.left(t, lose, ""); got != 2 {
+		t.Errorf("losing activity stock left %d, want 2", got)
+	}
+	if au := e.audit(t, lose); au.Takes != 1 || au.UsedTakes != 1 || au.Orders != 0 {
+		t.Errorf("losing activity: takes %d, used %d, orders %d; want 1, 1, 0", au.Takes, au.UsedTakes, au.Orders)
+	}
+}
+
+// ---- refusals ----
+
+// eventLog records analytics events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []lottery.Event
+}
+
+func (l *eventLog) Record(e lottery.Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) take() []lottery.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.events
+	l.events = nil
+	return out
+}
+
+func TestNotActive(t *testing.T) {
+	ctx := t.Context()
+	var fo *flakyOrders
+	events := &eventLog{}
+	e := newEnv(t, withEvents(events), func(d *lottery.Deps, _ *lottery.ServiceConfig) {
+		fo = &flakyOrders{SQLite: d.Catalog.(*orders.SQLite)}
+		d.Orders = fo
+	})
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		def  activityDef
+	}{
+		{"approved", activityDef{id: 1, state: lottery.StatePass}},
+		{"edit", activityDef{id: 2, state: lottery.StateEdit}},
+		{"closed", activityDef{id: 3, state: lottery.StateClose}},
+		{"reopened", activityDef{id: 4, state: lottery.StateOpen}},
+		{"not begun", activityDef{id: 5, begin: now.Add(time.Hour), end: now.Add(2 * time.Hour)}},
+		{"ended", activityDef{id: 6, begin: now.Add(-2 * time.Hour), end: now.Add(-time.Second)}},
+	} {
+		tc.def.stock = 10
+		e.deploy(t, tc.def)
+		_, err := e.svc.Draw(ctx, "dave", tc.def.id)
+		if !errors.Is(err, lottery.ErrNotActive) || lottery.OutcomeOf(err) != lottery.OutcomeNotActive {
+			t.Errorf("%s: draw: %v, want not active", tc.name, err)
+		}
+		if left := e.left(t, tc.def.id, ""); left != 10 {
+			t.Errorf("%s: stock left %d, want 10", tc.name, left)
+		}
+		if au := e.audit(t, tc.def.id); au.Takes != 0 {
+			t.Errorf("%s: %d takes stored", tc.name, au.Takes)
+		}
+		if evs := events.take(); len(evs) != 1 || evs[0].Outcome != lottery.OutcomeNotActive || evs[0].ActivityID != tc.def.id {
+			t.Errorf("%s: events %+v, want one not_active event", tc.name, evs)
+		}
+	}
+	if n := fo.userStates.Load(); n != 0 {
+		t.Errorf("inactive activities cost %d user-state reads, want none", n)
+	}
+}
+
+func TestUnknownActivity(t *testing.T) {
+	ctx := t.Context()
+	events := &eventLog{}
+	e := newEnv(t, withEvents(events))
+	e.deploy(t, activityDef{id: 1, stock: 10})
+	if _, err := e.svc.Draw(ctx, "erin", 424242); !errors.Is(err, lottery.ErrNotFound) {
+		t.Errorf("draw in an unknown activity: %v, want not found", err)
+	}
+	for _, user := range []string{"", "bad\x00user", string(make([]byte, 65)), "\xff\xfe"} {
+		if _, err := e.svc.Draw(ctx, user, 1); !errors.Is(err, lottery.ErrInvalid) {
+			t.Errorf("draw by user %q: %v, want invalid", user, err)
+		}
+	}
+	if evs := events.take(); len(evs) != 0 {
+		t.Errorf("refused requests made %d analytics events: %+v", len(evs), evs)
+	}
+	if left := e.left(t, 1, ""); left != 10 {
+		t.Errorf("stock left %d, want 10", left)
+	}
+}
+
+func TestSoldOutFastPath(t *testing.T) {
+	ctx := t.Context()
+	var fo *flakyOrders
+	e := newEnv(t, func(d *lottery.Deps, _ *lottery.ServiceConfig) {
+		fo = &flakyOrders{SQLite: d.Catalog.(*orders.SQLite)}
+		d.Orders = fo
+	})
+	const id = 7005
+	e.deploy(t, activityDef{id: id, stock: 5, awards: []award{{"A", 2, 1}}})
+	for i := range 5 {
+		if _, err := e.svc.Draw(ctx, "fred"+strconv.Itoa(i), id); err != nil {
+			t.Fatalf("draw %d: %v", i, err)
+		}
+	}
+	// The first refused reservation sets the sold-out flag.
+	if _, err := e.svc.Draw(ctx, "fred5", id); !errors.Is(err, lottery.ErrSoldOut) {
+		t.Fatalf("draw over the stock: %v, want sold out", err)
+	}
+	states, takes, draws := fo.userStates.Load(), fo.takes.Load(), fo.draws.Load()
+	for i := range 100 {
+		_, err := e.svc.Draw(ctx, "late"+strconv.Itoa(i), id)
+		if !errors.Is(err, lottery.ErrSoldOut) || lottery.OutcomeOf(err) != lottery.OutcomeSoldOut {
+			t.Fatalf("late draw %d: %v, want sold out", i, err)
+		}
+	}
+	if d := fo.userStates.Load() - states + fo.takes.Load() - takes + fo.draws.Load() - draws; d != 0 {
+		t.Errorf("100 draws on a sold-out activity made %d store calls, want none", d)
+	}
+	au := e.audit(t, id)
+	if au.Takes != 5 || au.Orders != 2 || e.left(t, id, "") != 0 || e.left(t, id, "A") != 0 {
+		t.Errorf("takes %d, orders %d, stock left %d, award left %d; want 5, 2, 0, 0",
+			au.Takes, au.Orders, e.left(t, id, ""), e.left(t, id, "A"))
+	}
+}
+
+// ---- the activity-state job ----
+
+func TestStateJobPages(t *testing.T) {
+	ctx := t.Context()
+	var clock atomic.Int64
+	wall := time.Now()
+	clock.Store(wall.UnixNano())
+	e := newEnv(t, withClock(func() time.Time { return time.Unix(0, clock.Load()) }))
+	const n = 250 // three pages of 100
+	begin, end := wall.Add(-time.Hour), wall.Add(time.Hour)
+	start := time.Now()
+	for i := range n {
+		e.deploy(t, activityDef{id: int64(1000 + i), stock: 5, state: lottery.StatePass, begin: begin, end: end})
+	}
+	t.Logf("deployed %d activities in %s", n, time.Since(start).Round(time.Millisecond))
+	last := int64(1000 + n - 1)
+	// Cached as approved: the job must make the change visible to draws.
+	if _, err := e.svc.Draw(ctx, "gina", last); !errors.Is(err, lottery.ErrNotActive) {
+		t.Fatalf("draw before the job: %v, want not active", err)
+	}
+
+	states := func() map[lottery.State]int {
+		t.Helper()
+		got := map[lottery.State]int{}
+		var after int64
+		for {
+			page, err := e.store.Activities(ctx, after, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range page {
+				got[a.State]++
+			}
+			if len(page) == 0 {
+				return got
+			}
+			after = page[len(page)-1].ID
+		}
+	}
+
+	moved, err := e.svc.AdvanceStates(ctx)
+	if err != nil || moved != n {
+		t.Errorf("advance at start: moved %d, %v; want %d", moved, err, n)
+	}
+	if got := states(); got[lottery.StateDoing] != n {
+		t.Errorf("after the start: states %v, want all %d running", got, n)
+	}
+	if res, err := e.svc.Draw(ctx, "gina", last); err != nil {
+		t.Errorf("draw in the last activity after the job: %v", err)
+	} else if res.Outcome != lottery.OutcomeWin {
+		t.Errorf("draw in the last activity: %s, want a win", res.Outcome)
+	}
+	if moved, err := e.svc.AdvanceStates(ctx); err != nil || moved != 0 {
+		t.Errorf("second advance: moved %d, %v; want 0", moved, err)
+	}
+
+	clock.Store(end.Add(time.Minute).UnixNano())
+	moved, err = e.svc.AdvanceStates(ctx)
+	if err != nil || moved != n {
+		t.Errorf("advance after the end: moved %d, %v; want %d", moved, err, n)
+	}
+	if got := states(); got[lottery.StateClose] != n {
+		t.Errorf("after the end: states %v, want all %d closed", got, n)
+	}
+	if _, err := e.svc.Draw(ctx, "gina", last); !errors.Is(err, lottery.ErrNotActive) {
+		t.Errorf("draw after the end: %v, want not active", err)
+	}
+}
+
+// ---- the outbox relay and the compensation scan ----
+
+// fakePublisher acknowledges invoices, or fails them all while fail is set.
+type fakePublisher struct {
+	fail  atomic.Bool
+	mu    sync.Mutex
+	acked map[int64]int // order id -> acknowledgements
+	calls int
+}
+
+var errBroker = fmt.Errorf("fake broker down: %w", lottery.ErrUnavailable)
+
+func (p *fakePublisher) Publish(_ context.Context, invs []lottery.Invoice) []error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	errs := make([]error, len(invs))
+	for i, inv := range invs {
+		if p.fail.Load() {
+			errs[i] = errBroker
+			continue
+		}
+		p.acked[inv.OrderID]++
+	}
+	return errs
+}
+
+func (p *fakePublisher) ackedOnce(ids []int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		if p.acked[id] != 1 {
+			return fmt.Errorf("order %d acknowledged %d times, want 1", id, p.acked[id])
+		}
+	}
+	return nil
+}
+
+func TestOutboxRelayAndCompensation(t *testing.T) {
+	ctx := t.Context()
+	store := newStore(t)
+	pub := &fakePublisher{acked: map[int64]int{}}
+	relay := lottery.NewRelay(pub, store, lottery.RelayConfig{Queue: 64, Batch: 4, Timeout: 5 * time.Second})
+	mem := stock.NewMemory()
+	ids, err := lottery.NewSnowflake(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := lottery.Deps{Catalog: store, Orders: store, Ledger: store, Stock: mem, Admin: mem, Drawer: &lottery.NativeDrawer{}, IDs: ids, Relay: relay}
+	svc, err := lottery.NewService(deps, lottery.ServiceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second service on the same store without a relay leaves orders at
+	// mq_state 0, as a crash between commit and publish does.
+	deps.Relay = nil
+	noRelay, err := lottery.NewService(deps, lottery.ServiceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { relay.Run(runCtx) })
+	t.Cleanup(func() { stop(); wg.Wait() }) // before the store closes (cleanups run last first)
+
+	e := &env{store: store, mem: mem, ids: ids, svc: svc}
+	const id = 7006
+	e.deploy(t, activityDef{id: id, stock: 100, awards: []award{{"A", 100, 1}}})
+
+	var orderIDs []int64
+	win := func(s *lottery.Service, user string) {
+		t.Helper()
+		res, err := s.Draw(ctx, user, id)
+		if err != nil || res.Outcome != lottery.OutcomeWin {
+			t.Fatalf("draw of %s: %+v, %v; want a win", user, res, err)
+		}
+		orderIDs = append(orderIDs, res.Order.ID)
+	}
+	waitMQ := func(want map[lottery.MQState]int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			au := e.audit(t, id)
+			ok := true
+			for st, n := range want {
+				ok = ok && au.ByMQState[st] == n
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("mq states %v, want %v", au.ByMQState, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	// Acknowledged invoices end at mq_state 1.
+	for i := range 10 {
+		win(svc, "ok"+strconv.Itoa(i))
+	}
+	waitMQ(map[lottery.MQState]int64{lottery.MQSent: 10})
+
+	// Failed invoices end at 2.
+	pub.fail.Store(true)
+	for i := range 5 {
+		win(svc, "fail"+strconv.Itoa(i))
+	}
+	waitMQ(map[lottery.MQState]int64{lottery.MQSent: 10, lottery.MQFailed: 5})
+
+	// Never handed to a relay: 0.
+	for i := range 3 {
+		win(noRelay, "lost"+strconv.Itoa(i))
+	}
+	waitMQ(map[lottery.MQState]int64{lottery.MQSent: 10, lottery.MQFailed: 5, lottery.MQInit: 3})
+
+	// The scan with the broker still down re-sends nothing and loses nothing.
+	n, err := relay.Compensate(ctx, time.Now(), time.Hour)
+	if err != nil || n != 0 {
+		t.Errorf("compensate with the broker down: %d, %v; want 0, nil", n, err)
+	}
+	waitMQ(map[lottery.MQState]int64{lottery.MQSent: 10, lottery.MQFailed: 5, lottery.MQInit: 3})
+
+	// The broker is back: the failed ones are re-sent; the fresh 0s are not
+	// stale yet, so they wait.
+	pub.fail.Store(false)
+	n, err = relay.Compensate(ctx, time.Now(), time.Hour)
+	if err != nil || n != 5 {
+		t.Errorf("compensate failed invoices: %d, %v; want 5, nil", n, err)
+	}
+	waitMQ(map[lottery.MQState]int64{lottery.MQSent: 15, lottery.MQFailed: 0, lottery.MQInit: 3})
+
+	// Once they are stale, the 0s are re-sent too.
+	n, err = relay.Compensate(ctx, time.Now().Add(2*time.Second), time.Second)
+	if err != nil || n != 3 {
+		t.Errorf("compensate stale invoices: %d, %v; want 3, nil", n, err)
+	}
+	waitMQ(map[lottery.MQState]int64{lottery.MQSent: 18, lottery.MQFailed: 0, lottery.MQInit: 0})
+	if n, err := relay.Compensate(ctx, time.Now().Add(time.Hour), time.Second); err != nil || n != 0 {
+		t.Errorf("compensate with nothing left: %d, %v; want 0", n, err)
+	}
+
+	if err := pub.ackedOnce(orderIDs); err != nil {
+		t.Error(err)
+	}
+	st := relay.Stats()
+	t.Logf("relay stats %+v, publisher calls %d", st, pub.calls)
+	if st.Compensated != 8 || st.Sent != 18 || st.Failed != 9 || st.Dropped != 0 {
+		t.Errorf("relay stats %+v, want sent 18, failed 9 (5 by the relay, one page of 4 by the refused scan), compensated 8, dropped 0", st)
+	}
+}
