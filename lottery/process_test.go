@@ -299,56 +299,77 @@ func TestOversellHammer(t *testing.T) {
 	}
 }
 
+// TestPerUserLimitHammer has each of several users press "draw" 32 times at
+// once in an activity allowing 3 draws per user: each user gets exactly 3
+// accepted draws and 29 limit_reached answers, never anything else.
 func TestPerUserLimitHammer(t *testing.T) {
 	e := newEnv(t)
 	const (
 		id        = 7002
 		takeCount = 3
 		attempts  = 32
+		stockN    = 10000
 	)
-	e.deploy(t, activityDef{id: id, stock: 1000, takeCount: takeCount, mode: lottery.ModeSingle,
-		awards: []award{{"A", 1000, 0.5}}})
+	users := 16
+	if testing.Short() {
+		users = 4
+	}
+	e.deploy(t, activityDef{id: id, stock: stockN, takeCount: takeCount, mode: lottery.ModeSingle,
+		awards: []award{{"A", stockN, 0.5}}})
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
-		outcomes = map[lottery.Outcome]int{}
+		outcomes = make([]map[lottery.Outcome]int, users)
 		errs     []error
+		wins     int64
 		gate     = make(chan struct{})
 	)
-	for range attempts {
-		wg.Go(func() {
-			<-gate
-			res, err := e.svc.Draw(t.Context(), "alice", id)
-			oc := outcome(res, err)
-			mu.Lock()
-			defer mu.Unlock()
-			outcomes[oc]++
-			if oc != lottery.OutcomeWin && oc != lottery.OutcomeLose && oc != lottery.OutcomeLimitReached {
-				errs = append(errs, err)
-			}
-		})
+	for u := range users {
+		outcomes[u] = map[lottery.Outcome]int{}
+		user := "alice-" + strconv.Itoa(u)
+		for range attempts {
+			wg.Go(func() {
+				<-gate
+				res, err := e.svc.Draw(t.Context(), user, id)
+				oc := outcome(res, err)
+				mu.Lock()
+				defer mu.Unlock()
+				outcomes[u][oc]++
+				switch oc {
+				case lottery.OutcomeWin:
+					wins++
+				case lottery.OutcomeLose, lottery.OutcomeLimitReached:
+				default:
+					errs = append(errs, fmt.Errorf("%s: outcome %s: %w", user, oc, err))
+				}
+			})
+		}
 	}
 	close(gate)
 	wg.Wait()
-	t.Logf("outcomes of %d concurrent draws of one user: %v", attempts, outcomes)
-	if got := outcomes[lottery.OutcomeWin] + outcomes[lottery.OutcomeLose]; got != takeCount {
-		t.Errorf("accepted draws = %d, want takeCount %d", got, takeCount)
+	for u, oc := range outcomes {
+		if got := oc[lottery.OutcomeWin] + oc[lottery.OutcomeLose]; got != takeCount || oc[lottery.OutcomeLimitReached] != attempts-takeCount {
+			t.Errorf("user alice-%d: outcomes of %d concurrent draws %v, want %d accepted and %d limit_reached",
+				u, attempts, oc, takeCount, attempts-takeCount)
+		}
 	}
-	if got := outcomes[lottery.OutcomeLimitReached]; got != attempts-takeCount {
-		t.Errorf("limit_reached = %d, want %d", got, attempts-takeCount)
-	}
-	for _, err := range errs {
+	for i, err := range errs {
+		if i == 3 {
+			t.Errorf("... %d unexpected answers in all", len(errs))
+			break
+		}
 		t.Errorf("unexpected answer: %v", err)
 	}
-	if left := e.left(t, id, ""); left != 1000-takeCount {
-		t.Errorf("activity stock left %d, want %d (refused takes give their unit back)", left, 1000-takeCount)
+	accepted := int64(users * takeCount)
+	if left := e.left(t, id, ""); left != stockN-accepted {
+		t.Errorf("activity stock left %d, want %d (refused takes give their unit back)", left, stockN-accepted)
 	}
 	au := e.audit(t, id)
-	if au.Takes != takeCount || au.UsedTakes != takeCount {
-		t.Errorf("audit: takes %d, used %d, want %d", au.Takes, au.UsedTakes, takeCount)
+	if au.Takes != accepted || au.UsedTakes != accepted {
+		t.Errorf("audit: takes %d, used %d, want %d", au.Takes, au.UsedTakes, accepted)
 	}
-	if won := int64(outcomes[lottery.OutcomeWin]); au.Orders != won || e.left(t, id, "A") != 1000-won {
-		t.Errorf("audit: %d orders, award left %d, for %d wins", au.Orders, e.left(t, id, "A"), won)
+	if left := e.left(t, id, "A"); au.Orders != wins || left != stockN-wins {
+		t.Errorf("audit: %d orders, award left %d, for %d wins", au.Orders, left, wins)
 	}
 }
 

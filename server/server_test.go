@@ -306,10 +306,17 @@ func TestOutcomes(t *testing.T) {
 }
 
 func FuzzParseDraw(f *testing.F) {
-	for _, s := range []string{`{"userId":"a","activityId":1}`, `{"userId":"","activityId":-1}`, `{}`, `[`, `{"userId":"\u00ff","activityId":1e3}`, `{"activityId":9223372036854775807,"userId":"x"}`} {
+	for _, s := range []string{`{"userId":"a","activityId":1}`, `{"userId":"","activityId":-1}`, `{}`, `[`, `{"userId":"\u00ff","activityId":1e3}`, `{"activityId":9223372036854775807,"userId":"x"}`, ` { "activityId" : 12 , "userId" : "bob" } `, `{"userId":"a","userId":"b","activityId":1}`, `{"userId":"a","activityId":01}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if fu, fid, ok := parseDrawFast(body); ok {
+			// The fast path must agree with the strict decoder.
+			var req drawRequest
+			if err := decodeStrict(body, &req); err != nil || req.UserID == nil || req.ActivityID == nil || *req.UserID != fu || *req.ActivityID != fid {
+				t.Fatalf("fast path accepted %q as (%q, %d); strict says %v %+v", body, fu, fid, err, req)
+			}
+		}
 		user, id, err := parseDraw(body)
 		if err != nil {
 			if !strings.Contains(err.Error(), "invalid input") {
