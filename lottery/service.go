@@ -108,12 +108,11 @@ type Result struct {
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (*Result, error) {
 	start := s.cfg.Now()
 	res, err := s.draw(ctx, userID, activityID, start)
-	for range 2 {
-		if !errors.Is(err, ErrTakeUsed) {
-			break
-		}
-		// A concurrent draw of the same user reused the same stale take and
-		// won the race: go again, the take is no longer unused.
+	// A concurrent draw of the same user (on another edge, or in the moment
+	// between a take's commit and its registration here) drew the same take
+	// and won: go again. Each lost race used up one of the user's takes, so
+	// this ends; the bound only guards against a store that misbehaves.
+	for i := 0; errors.Is(err, ErrTakeUsed) && ctx.Err() == nil && i < 64; i++ {
 		res, err = s.draw(ctx, userID, activityID, start)
 	}
 	if s.d.Events != nil && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) {
