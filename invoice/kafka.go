@@ -436,16 +436,46 @@ const commitEvery = 100
 
 func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	marked := 0
+	batch := make([]*sarama.ConsumerMessage, 0, deliverBatch)
+	done := make([]bool, deliverBatch)
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
 			if !ok {
 				return nil
 			}
-			if !h.c.handle(sess, msg) {
-				return nil // the session ended while retrying; the message stays uncommitted
+			// Take what is already waiting and deliver it concurrently, so the
+			// store's group commit grants many prizes in one transaction.
+			batch = append(batch[:0], msg)
+		fill:
+			for len(batch) < deliverBatch {
+				select {
+				case m, ok := <-claim.Messages():
+					if !ok {
+						break fill
+					}
+					batch = append(batch, m)
+				default:
+					break fill
+				}
 			}
-			marked++
+			for _, m := range batch { // before any delivery of the batch moves the mark
+				h.c.noteRedelivery(m)
+			}
+			var wg sync.WaitGroup
+			for i, m := range batch {
+				wg.Go(func() { done[i] = h.c.handle(sess, m) })
+			}
+			wg.Wait()
+			// Mark in offset order and stop at the first message not done:
+			// marking a later offset would commit past it.
+			for i, m := range batch {
+				if !done[i] {
+					return nil // the session ended while retrying; the rest stays uncommitted
+				}
+				sess.MarkMessage(m, "")
+				marked++
+			}
 			if marked >= commitEvery || len(claim.Messages()) == 0 {
 				sess.Commit()
 				marked = 0
@@ -456,9 +486,12 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	}
 }
 
+// deliverBatch bounds how many messages of one claim are delivered at once.
+const deliverBatch = 64
+
 // handle delivers one message, retrying transient errors until it succeeds
-// or the session ends. It marks the message and reports true unless the
-// session ended first.
+// or the session ends. It reports true (the caller may mark the message)
+// unless the session ended first.
 func (c *Consumer) handle(sess sarama.ConsumerGroupSession, msg *sarama.ConsumerMessage) bool {
 	ctx := sess.Context()
 	var inv lottery.Invoice
@@ -469,17 +502,14 @@ func (c *Consumer) handle(sess sarama.ConsumerGroupSession, msg *sarama.Consumer
 		c.skipped.Add(1)
 		c.log.WarnContext(ctx, "invoice consumer: malformed invoice skipped",
 			"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
-		sess.MarkMessage(msg, "")
 		return true
 	}
-	c.noteRedelivery(msg)
 	wait := c.cfg.Backoff
 	for {
 		err := c.h.Deliver(ctx, inv)
 		if err == nil {
 			c.delivered.Add(1)
 			c.noteDelivered(msg)
-			sess.MarkMessage(msg, "")
 			return true
 		}
 		c.failures.Add(1)
@@ -487,7 +517,6 @@ func (c *Consumer) handle(sess sarama.ConsumerGroupSession, msg *sarama.Consumer
 			c.skipped.Add(1)
 			c.log.ErrorContext(ctx, "invoice consumer: undeliverable invoice skipped",
 				"order", inv.OrderID, "user", inv.UserID, "partition", msg.Partition, "offset", msg.Offset, "err", err)
-			sess.MarkMessage(msg, "")
 			return true
 		}
 		if ctx.Err() != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -18,12 +19,16 @@ type RelayConfig struct {
 	Batch int
 	// Timeout bounds one publish plus its state update.
 	Timeout time.Duration
+	// Workers is how many batches are published at once (default 4): the
+	// broker's round trip, not the CPU, bounds one worker, and one slow batch
+	// must not hold up the rest.
+	Workers int
 }
 
 // RelayStats are the relay's counters.
 type RelayStats struct {
-	Sent, Failed, Dropped, Compensated uint64
-	Queued                             int
+	Enqueued, Sent, Failed, Dropped, Compensated uint64
+	Queued                                       int
 }
 
 // Relay is the outbox relay: after an order commits it publishes the
@@ -36,7 +41,7 @@ type Relay struct {
 	cfg   RelayConfig
 	queue chan Invoice
 
-	sent, failed, dropped, compensated atomic.Uint64
+	enqueued, sent, failed, dropped, compensated atomic.Uint64
 }
 
 // NewRelay returns a relay publishing through pub and recording states in box.
@@ -50,6 +55,9 @@ func NewRelay(pub Publisher, box Outbox, cfg RelayConfig) *Relay {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
 	return &Relay{pub: pub, box: box, cfg: cfg, queue: make(chan Invoice, cfg.Queue)}
 }
 
@@ -58,6 +66,7 @@ func NewRelay(pub Publisher, box Outbox, cfg RelayConfig) *Relay {
 func (r *Relay) Enqueue(inv Invoice) bool {
 	select {
 	case r.queue <- inv:
+		r.enqueued.Add(1)
 		return true
 	default:
 		r.dropped.Add(1)
@@ -67,12 +76,21 @@ func (r *Relay) Enqueue(inv Invoice) bool {
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() RelayStats {
-	return RelayStats{Sent: r.sent.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(), Compensated: r.compensated.Load(), Queued: len(r.queue)}
+	return RelayStats{Enqueued: r.enqueued.Load(), Sent: r.sent.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(), Compensated: r.compensated.Load(), Queued: len(r.queue)}
 }
 
-// Run publishes queued invoices in batches until ctx ends, then publishes
-// what is still queued with a bounded timeout.
+// Run publishes queued invoices in batches with Workers goroutines until
+// ctx ends, then publishes what is still queued with a bounded timeout. It
+// returns when every worker has stopped.
 func (r *Relay) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range r.cfg.Workers {
+		wg.Go(func() { r.work(ctx) })
+	}
+	wg.Wait()
+}
+
+func (r *Relay) work(ctx context.Context) {
 	batch := make([]Invoice, 0, r.cfg.Batch)
 	for {
 		select {

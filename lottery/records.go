@@ -49,7 +49,7 @@ const (
 // Order is a won prize (the seed's user_strategy_export). Its UUID is the
 // take id, so one take can never become two orders.
 type Order struct {
-	ID         int64      `json:"orderId"`
+	ID         int64      `json:"orderId,string"`
 	UserID     string     `json:"userId"`
 	ActivityID int64      `json:"activityId"`
 	StrategyID int64      `json:"strategyId"`
@@ -58,7 +58,7 @@ type Order struct {
 	GrantDate  time.Time  `json:"grantDate,omitzero"`
 	GrantState GrantState `json:"grantState"`
 	Award      Award      `json:"award"`
-	TakeID     int64      `json:"takeId"`
+	TakeID     int64      `json:"takeId,string"`
 	MQState    MQState    `json:"mqState"`
 	// Module and Seed make the draw reproducible: (module version, input, seed).
 	Module string    `json:"module"`

@@ -50,6 +50,7 @@ func newMetrics(s *Server) *metrics {
 	m.reg.MustRegister(drawVec, m.latency, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("lottery_outbox_backlog", "Invoices queued in the relay, not yet published.", func() float64 { return float64(s.relay.Stats().Queued) }),
+		counter("lottery_outbox_enqueued_total", "Invoices handed to the relay after their order committed.", func() uint64 { return s.relay.Stats().Enqueued }),
 		counter("lottery_outbox_sent_total", "Invoices acknowledged by the broker (relay and compensation).", func() uint64 { return s.relay.Stats().Sent }),
 		counter("lottery_outbox_failed_total", "Invoice publications that failed (left mq_state 2 for the scan).", func() uint64 { return s.relay.Stats().Failed }),
 		counter("lottery_outbox_dropped_total", "Invoices not queued because the relay queue was full (left to the scan).", func() uint64 { return s.relay.Stats().Dropped }),

@@ -301,7 +301,7 @@ func (s *Server) closeAdapters() error {
 func (s *Server) stateJob(ctx context.Context) {
 	s.every(ctx, s.cfg.Jobs.StateEvery, func() {
 		n, err := s.svc.AdvanceStates(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn("activity-state job", "err", err)
 		} else if n > 0 {
 			s.log.Info("activity-state job moved activities", "moved", n)
@@ -312,7 +312,7 @@ func (s *Server) stateJob(ctx context.Context) {
 func (s *Server) compensationJob(ctx context.Context) {
 	s.every(ctx, s.cfg.Jobs.CompensateEvery, func() {
 		n, err := s.relay.Compensate(ctx, time.Now(), s.cfg.Jobs.StaleAfter)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn("outbox compensation scan", "err", err, "resent", n)
 		} else if n > 0 {
 			s.log.Info("outbox compensation scan re-sent invoices", "resent", n)

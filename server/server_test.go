@@ -146,6 +146,9 @@ func TestDrawToDeliveredInvoice(t *testing.T) {
 	if err := json.Unmarshal(b, &order); err != nil {
 		t.Fatal(err)
 	}
+	if want := m["orderId"]; fmt.Sprint(order.ID) != want {
+		t.Fatalf("order id %d in the orders list, %v in the draw answer", order.ID, want)
+	}
 	inv := lottery.InvoiceOf(&order)
 	for _, err := range e.srv.producer.Publish(context.Background(), []lottery.Invoice{inv, inv}) {
 		if err != nil {

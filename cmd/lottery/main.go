@@ -187,16 +187,8 @@ func bench(ctx context.Context, args []string) error {
 	if !*quiet && !*asJSON {
 		cfg.Progress = os.Stderr
 	}
-	res, err := loadgen.Run(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	out := struct {
-		loadgen.Result
-		Verify *loadgen.Report `json:"verify,omitempty"`
-	}{Result: res}
-	if *verify {
-		tok := *token
+	tok := *token
+	if *verify { // find the token before the load, not after it
 		if tok == "" {
 			tok = os.Getenv("LOTTERY_ADMIN_TOKEN")
 		}
@@ -207,6 +199,16 @@ func bench(ctx context.Context, args []string) error {
 			}
 			tok = strings.TrimSpace(string(b))
 		}
+	}
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		loadgen.Result
+		Verify *loadgen.Report `json:"verify,omitempty"`
+	}{Result: res}
+	if *verify {
 		rep, err := loadgen.Verify(ctx, cfg.URL, tok, cfg.ActivityID, *wait)
 		if err != nil {
 			return err
