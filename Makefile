@@ -21,7 +21,7 @@ test-short:
 	$(GO) test -short $(PKGS)
 
 bench: build ## bare fasthttp vs the draw endpoint, pinned cores; writes BENCHMARKS.md
-	$(BIN) benchsuite --bin $(BIN) --out BENCHMARKS.md
+	taskset -c 1 $(BIN) benchsuite --bin $(BIN) --out BENCHMARKS.md
 	$(GO) test -run XXX -bench . -benchmem ./lottery ./stock ./orders ./analytics
 
 fuzz: ## a short run of every fuzz target

@@ -29,7 +29,9 @@ type SuiteConfig struct {
 	// Requests per measured run of the bare handler and the flash sale;
 	// AllWinRequests for the all-win scenario; Concurrency connections.
 	Requests, AllWinRequests, Concurrency int
-	Log                                   io.Writer
+	// EdgeConfig is YAML appended to the edge's config (e.g. other shards).
+	EdgeConfig string
+	Log        io.Writer
 }
 
 // Scenario is one measured run.
@@ -83,7 +85,7 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) ([]Scenario, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(conf, []byte("demo: false\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("demo: false\n"+cfg.EdgeConfig), 0o600); err != nil {
 		return nil, err
 	}
 	stop, err = startPinned(ctx, cfg, []string{"LOTTERY_ADMIN_TOKEN=" + suiteToken}, "serve", "--config", conf, "--addr", addr, "--data", filepath.Join(dir, "data"), "--log-level", "warn")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/flashlottery/lottery/lottery"
 )
@@ -30,6 +31,9 @@ type writer struct {
 	reqs    chan *request // unbuffered: a send succeeds only when loop takes it
 	quit    chan struct{}
 	done    chan struct{}
+
+	// commits and writes count transactions and the requests they carried.
+	commits, writes atomic.Uint64
 }
 
 // request is one caller's write. op runs inside the batch's transaction and
@@ -102,6 +106,8 @@ func (w *writer) loop() {
 			reqs = w.fill(reqs)
 		}
 		w.commit(reqs)
+		w.commits.Add(1)
+		w.writes.Add(uint64(len(reqs)))
 		for _, r := range reqs {
 			close(r.done)
 		}
@@ -136,16 +142,10 @@ func (w *writer) commit(reqs []*request) {
 	if len(live) == 0 {
 		return
 	}
-	// The batch runs under its own context: one caller giving up must not
-	// abort the others' writes.
-	ctx := context.Background()
-	tx, err := w.db.BeginTx(ctx, nil)
-	if err != nil {
-		w.fail(live, "begin", err)
+	b, tx, ok := w.begin(live)
+	if !ok {
 		return
 	}
-	// The transaction closes its statements when it ends.
-	b := &batch{ctx: ctx, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}
 	if len(live) == 1 {
 		// No savepoint needed: the transaction is the request's.
 		r := live[0]
@@ -202,13 +202,10 @@ func (w *writer) runFast(b *batch, reqs []*request) (redo bool, err error) {
 // commitEach runs the batch again in a new transaction with a savepoint per
 // request (the slow path of commit).
 func (w *writer) commitEach(live []*request) {
-	ctx := context.Background()
-	tx, err := w.db.BeginTx(ctx, nil)
-	if err != nil {
-		w.fail(live, "begin", err)
+	b, tx, ok := w.begin(live)
+	if !ok {
 		return
 	}
-	b := &batch{ctx: ctx, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}
 	if err := w.runAll(b, live); err != nil {
 		_ = tx.Rollback()
 		w.fail(live, "batch", err)
@@ -217,6 +214,19 @@ func (w *writer) commitEach(live []*request) {
 	if err := tx.Commit(); err != nil {
 		w.fail(live, "commit", err)
 	}
+}
+
+// begin opens a batch's transaction, or fails every request of it. The
+// batch runs under its own context: one caller giving up must not abort the
+// others' writes. The transaction closes its statements when it ends.
+func (w *writer) begin(live []*request) (*batch, *sql.Tx, bool) {
+	ctx := context.Background()
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		w.fail(live, "begin", err)
+		return nil, nil, false
+	}
+	return &batch{ctx: ctx, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}, tx, true
 }
 
 // runAll runs each request inside its own savepoint; a request error rolls

@@ -620,3 +620,22 @@ func unavailable(err error) error {
 	}
 	return fmt.Errorf("%w: %w", lottery.ErrUnavailable, err)
 }
+
+// WriteStats are the group commit's counters over every shard database.
+type WriteStats struct {
+	// Commits is the number of transactions; Writes the requests they carried.
+	Commits, Writes uint64
+}
+
+// WriteStats returns the group commit's counters; Writes/Commits is the
+// average batch.
+func (s *SQLite) WriteStats() WriteStats {
+	var st WriteStats
+	for _, sh := range s.shards {
+		if sh.w != nil {
+			st.Commits += sh.w.commits.Load()
+			st.Writes += sh.w.writes.Load()
+		}
+	}
+	return st
+}

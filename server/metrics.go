@@ -57,6 +57,8 @@ func newMetrics(s *Server) *metrics {
 		counter("lottery_outbox_compensated_total", "Invoices re-sent by the compensation scan.", func() uint64 { return s.relay.Stats().Compensated }),
 		counter("lottery_invoices_delivered_total", "Prizes granted by the distributor (grant_state 0 -> 1).", func() uint64 { return s.delivered() }),
 		counter("lottery_invoices_duplicate_total", "Invoice deliveries that found the prize already granted.", func() uint64 { return s.duplicates() }),
+		counter("lottery_orders_commits_total", "Group-commit transactions of the orders store.", func() uint64 { return s.store.WriteStats().Commits }),
+		counter("lottery_orders_writes_total", "Write requests carried by the group commits (writes/commits is the batch size).", func() uint64 { return s.store.WriteStats().Writes }),
 		counter("lottery_analytics_dropped_total", "Draw events dropped because the analytics buffer was full.", func() uint64 { return s.sink.Stats().Dropped }),
 		counter("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
 	)

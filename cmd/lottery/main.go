@@ -249,20 +249,30 @@ func benchsuite(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.AllWinRequests, "allwin-requests", 30000, "requests for the all-win run")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections")
 	out := fs.String("out", "", "markdown file to write (replaces the section between the suite markers)")
+	section := fs.String("section", "benchsuite", "name of the section of --out to replace")
+	edgeConf := fs.String("edge-config", "", "YAML file appended to the edge's config (e.g. orders: {dbCount: 1, tbCount: 1})")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *edgeConf != "" {
+		b, err := os.ReadFile(*edgeConf)
+		if err != nil {
+			return err
+		}
+		cfg.EdgeConfig = string(b)
 	}
 	sc, err := loadgen.RunSuite(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	var md strings.Builder
-	if err := loadgen.WriteMarkdown(&md, "make bench", sc); err != nil {
+	command := strings.TrimSpace("taskset -c 1 bin/lottery benchsuite " + strings.Join(args, " "))
+	if err := loadgen.WriteMarkdown(&md, command, sc); err != nil {
 		return err
 	}
 	fmt.Print(md.String())
 	if *out == "" {
 		return nil
 	}
-	return loadgen.ReplaceSection(*out, "benchsuite", md.String())
+	return loadgen.ReplaceSection(*out, *section, md.String())
 }
