@@ -4,7 +4,7 @@ BIN      := bin/lottery
 PKGS     := ./...
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: run test test-short bench build check fuzz clean
+.PHONY: run test test-short bench build check fuzz clean services services-stop
 
 run: ## start the edge on embedded defaults with the demo activity
 	$(GO) run ./cmd/lottery serve
@@ -12,10 +12,16 @@ run: ## start the edge on embedded defaults with the demo activity
 build:
 	$(GO) build -o $(BIN) ./cmd/lottery
 
-test: ## vet, format check, and every test with the race detector
+test: services ## vet, format check, and every test with the race detector, against the real servers too
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	. .services/env && $(GO) test $(TESTFLAGS) $(PKGS)
+
+services: ## install (as root, from Debian) and start Redis, MariaDB, ClickHouse and the broker on loopback
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
 
 test-short:
 	$(GO) test -short $(PKGS)

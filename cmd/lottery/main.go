@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/flashlottery/lottery/configs"
+	"github.com/flashlottery/lottery/invoice"
 	"github.com/flashlottery/lottery/loadgen"
 	"github.com/flashlottery/lottery/orders"
 	"github.com/flashlottery/lottery/server"
@@ -33,6 +34,7 @@ usage:
                                                                     drive draws and verify stock, prizes, orders and invoices
   lottery bare    [--addr HOST:PORT]                                a bare fasthttp handler, the benchmark baseline
   lottery benchsuite [--out BENCHMARKS.md]                          bare handler vs the draw endpoint (make bench)
+  lottery broker  [--addr HOST:PORT] [--data DIR]                   a standalone Kafka-protocol broker (kfake) for machines without Kafka
 `
 
 func main() {
@@ -54,6 +56,8 @@ func main() {
 		err = bare(ctx, os.Args[2:])
 	case "benchsuite":
 		err = benchsuite(ctx, os.Args[2:])
+	case "broker":
+		err = broker(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -275,4 +279,25 @@ func benchsuite(ctx context.Context, args []string) error {
 		return nil
 	}
 	return loadgen.ReplaceSection(*out, *section, md.String())
+}
+
+func broker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	cfg := invoice.BrokerConfig{}
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:9092", "listen address (the address clients are told to use)")
+	fs.StringVar(&cfg.DataDir, "data", "data/broker", "data directory (messages and committed offsets survive restarts)")
+	fs.StringVar(&cfg.Topic, "topic", invoice.DefaultTopic, "topic to create")
+	fs.IntVar(&cfg.Partitions, "partitions", invoice.DefaultPartitions, "partitions of the topic")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	b, err := invoice.StartBroker(cfg)
+	if err != nil {
+		return err
+	}
+	cfg.Logger.Info("Kafka-protocol broker listening", "addrs", b.Addrs(), "data", cfg.DataDir, "topic", cfg.Topic)
+	<-ctx.Done()
+	b.Close()
+	return nil
 }
