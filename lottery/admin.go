@@ -199,3 +199,26 @@ func (s *Service) AdvanceStates(ctx context.Context) (int, error) {
 
 // Now returns the service clock's time.
 func (s *Service) Now() time.Time { return s.cfg.Now() }
+
+// Reconcile is the reconciliation job: for every activity it reads what the
+// stock port says is left and writes it to the database's surplus columns,
+// so reports read from the database agree with the stock that decides. It
+// returns how many activities it updated.
+func (s *Service) Reconcile(ctx context.Context, w SurplusWriter) (int, error) {
+	n := 0
+	err := s.eachActivity(ctx, func(a *Activity) error {
+		if a.State != StateDoing && a.State != StateOpen && a.State != StatePass {
+			return nil // nothing moves outside a sale
+		}
+		v, err := s.Activity(ctx, a.ID)
+		if err != nil {
+			return fmt.Errorf("reconcile activity %d: %w", a.ID, err)
+		}
+		if err := w.SetSurplus(ctx, a.ID, v.StockLeft, v.AwardLeft); err != nil {
+			return fmt.Errorf("reconcile activity %d: %w", a.ID, err)
+		}
+		n++
+		return nil
+	})
+	return n, err
+}

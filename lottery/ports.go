@@ -143,3 +143,9 @@ type Ledger interface {
 	Usage(ctx context.Context, activityID int64) (Usage, error)
 	UserOrders(ctx context.Context, userID string, limit int) ([]Order, error)
 }
+
+// SurplusWriter brings the database's view of stock (stock_surplus_count and
+// award_surplus_count) in line with the stock port, the authority.
+type SurplusWriter interface {
+	SetSurplus(ctx context.Context, activityID int64, stockSurplus int64, awardSurplus map[string]int64) error
+}
