@@ -27,6 +27,7 @@ type Config struct {
 	Demo bool `yaml:"demo"`
 
 	HTTP      HTTP      `yaml:"http"`
+	Stock     Stock     `yaml:"stock"`
 	Orders    Orders    `yaml:"orders"`
 	Kafka     Kafka     `yaml:"kafka"`
 	Analytics Analytics `yaml:"analytics"`
@@ -46,12 +47,40 @@ type HTTP struct {
 	Concurrency int           `yaml:"concurrency"`
 }
 
+// Stock configures the stock port.
+type Stock struct {
+	// Backend is "memory" (embedded default) or "redis".
+	Backend string `yaml:"backend"`
+	Redis   Redis  `yaml:"redis"`
+}
+
+// Redis configures the Redis sliding stock.
+type Redis struct {
+	Addr     string `yaml:"addr"`
+	Password string `yaml:"password"`
+	DB       int    `yaml:"db"`
+	Prefix   string `yaml:"prefix"`
+	// Mode is "lua" (one round trip, exact) or "lock" (the seed's INCR and slot lock).
+	Mode string `yaml:"mode"`
+	// Shards splits a hot activity's stock over this many keys.
+	Shards  int           `yaml:"shards"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
 // Orders configures the orders store and its sharding.
 type Orders struct {
-	// Backend is "sqlite" (embedded default).
+	// Backend is "sqlite" (embedded default) or "mysql".
 	Backend string `yaml:"backend"`
 	DBCount int    `yaml:"dbCount"`
 	TBCount int    `yaml:"tbCount"`
+	MySQL   MySQL  `yaml:"mysql"`
+}
+
+// MySQL configures the MySQL (MariaDB) orders store: one DSN for the base
+// database and one per shard database (dbCount of them).
+type MySQL struct {
+	Base   string   `yaml:"base"`
+	Shards []string `yaml:"shards"`
 }
 
 // Kafka configures the invoice broker. No brokers means the embedded broker.
@@ -68,11 +97,20 @@ type Kafka struct {
 
 // Analytics configures the draw-event sink.
 type Analytics struct {
-	// Backend is "embedded" (default).
+	// Backend is "embedded" (default) or "clickhouse".
 	Backend    string        `yaml:"backend"`
+	ClickHouse ClickHouse    `yaml:"clickhouse"`
 	Capacity   int           `yaml:"capacity"`
 	BatchSize  int           `yaml:"batchSize"`
 	FlushEvery time.Duration `yaml:"flushEvery"`
+}
+
+// ClickHouse configures the ClickHouse analytics store (native protocol).
+type ClickHouse struct {
+	Addr     string `yaml:"addr"`
+	Database string `yaml:"database"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 }
 
 // Jobs configures the in-process scheduled jobs.
@@ -84,6 +122,9 @@ type Jobs struct {
 	// StaleAfter is how old an unconfirmed (mq_state 0) order must be before
 	// the scan re-sends it.
 	StaleAfter time.Duration `yaml:"staleAfter"`
+	// ReconcileEvery is the period of the stock reconciliation (database
+	// surplus columns from the stock port).
+	ReconcileEvery time.Duration `yaml:"reconcileEvery"`
 }
 
 // Default returns the embedded-mode configuration: every port on its
@@ -101,10 +142,11 @@ func Default() Config {
 			DrawTimeout:      2 * time.Second,
 			Concurrency:      256 * 1024,
 		},
+		Stock:     Stock{Backend: "memory", Redis: Redis{Prefix: "lottery:", Mode: "lua", Shards: 1, Timeout: 50 * time.Millisecond}},
 		Orders:    Orders{Backend: "sqlite", DBCount: 2, TBCount: 4},
 		Kafka:     Kafka{Topic: "lottery_invoice", Group: "lottery_invoice_distributor", EmbeddedAddr: "127.0.0.1:0", Timeout: 5 * time.Second, Consume: true},
-		Analytics: Analytics{Backend: "embedded", Capacity: 1 << 16, BatchSize: 4096, FlushEvery: time.Second},
-		Jobs:      Jobs{StateEvery: 5 * time.Second, CompensateEvery: 10 * time.Second, StaleAfter: 30 * time.Second},
+		Analytics: Analytics{Backend: "embedded", ClickHouse: ClickHouse{Database: "lottery", Username: "default"}, Capacity: 1 << 16, BatchSize: 4096, FlushEvery: time.Second},
+		Jobs:      Jobs{StateEvery: 5 * time.Second, CompensateEvery: 10 * time.Second, StaleAfter: 30 * time.Second, ReconcileEvery: 10 * time.Second},
 	}
 }
 
@@ -166,7 +208,7 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxDrawBodyBytes < 64 || c.HTTP.MaxDrawBodyBytes > c.HTTP.MaxBodyBytes {
 		bad("http.maxDrawBodyBytes must be in 64..maxBodyBytes")
 	}
-	for name, d := range map[string]time.Duration{"http.readTimeout": c.HTTP.ReadTimeout, "http.writeTimeout": c.HTTP.WriteTimeout, "http.drawTimeout": c.HTTP.DrawTimeout, "kafka.timeout": c.Kafka.Timeout, "analytics.flushEvery": c.Analytics.FlushEvery, "jobs.stateEvery": c.Jobs.StateEvery, "jobs.compensateEvery": c.Jobs.CompensateEvery, "jobs.staleAfter": c.Jobs.StaleAfter} {
+	for name, d := range map[string]time.Duration{"http.readTimeout": c.HTTP.ReadTimeout, "http.writeTimeout": c.HTTP.WriteTimeout, "http.drawTimeout": c.HTTP.DrawTimeout, "kafka.timeout": c.Kafka.Timeout, "analytics.flushEvery": c.Analytics.FlushEvery, "jobs.stateEvery": c.Jobs.StateEvery, "jobs.compensateEvery": c.Jobs.CompensateEvery, "jobs.staleAfter": c.Jobs.StaleAfter, "jobs.reconcileEvery": c.Jobs.ReconcileEvery} {
 		if d <= 0 || d > 24*time.Hour {
 			bad("%s must be positive and at most 24h", name)
 		}
@@ -174,8 +216,35 @@ func (c *Config) Validate() error {
 	if c.HTTP.Concurrency <= 0 {
 		bad("http.concurrency must be positive")
 	}
-	if c.Orders.Backend != "sqlite" {
-		bad("orders.backend %q: only sqlite is available", c.Orders.Backend)
+	switch c.Stock.Backend {
+	case "memory":
+	case "redis":
+		if _, _, err := net.SplitHostPort(c.Stock.Redis.Addr); err != nil {
+			bad("stock.redis.addr %q: %v", c.Stock.Redis.Addr, err)
+		}
+		if c.Stock.Redis.Mode != "lua" && c.Stock.Redis.Mode != "lock" {
+			bad("stock.redis.mode must be lua or lock")
+		}
+		if c.Stock.Redis.Shards < 1 || c.Stock.Redis.Shards > 64 {
+			bad("stock.redis.shards must be in 1..64")
+		}
+		if c.Stock.Redis.Timeout <= 0 || c.Stock.Redis.Timeout > time.Minute {
+			bad("stock.redis.timeout must be positive and at most 1m")
+		}
+	default:
+		bad("stock.backend %q: memory or redis", c.Stock.Backend)
+	}
+	switch c.Orders.Backend {
+	case "sqlite":
+	case "mysql":
+		if c.Orders.MySQL.Base == "" {
+			bad("orders.mysql.base (a DSN) is required")
+		}
+		if len(c.Orders.MySQL.Shards) != c.Orders.DBCount {
+			bad("orders.mysql.shards must list dbCount (%d) DSNs", c.Orders.DBCount)
+		}
+	default:
+		bad("orders.backend %q: sqlite or mysql", c.Orders.Backend)
 	}
 	if c.Orders.DBCount < 1 || c.Orders.DBCount > 64 || c.Orders.TBCount < 1 || c.Orders.TBCount > 64 {
 		bad("orders.dbCount and orders.tbCount must be in 1..64")
@@ -193,8 +262,17 @@ func (c *Config) Validate() error {
 			bad("kafka.embeddedAddr %q: %v", c.Kafka.EmbeddedAddr, err)
 		}
 	}
-	if c.Analytics.Backend != "embedded" {
-		bad("analytics.backend %q: only embedded is available", c.Analytics.Backend)
+	switch c.Analytics.Backend {
+	case "embedded":
+	case "clickhouse":
+		if _, _, err := net.SplitHostPort(c.Analytics.ClickHouse.Addr); err != nil {
+			bad("analytics.clickhouse.addr %q: %v", c.Analytics.ClickHouse.Addr, err)
+		}
+		if c.Analytics.ClickHouse.Database == "" {
+			bad("analytics.clickhouse.database is required")
+		}
+	default:
+		bad("analytics.backend %q: embedded or clickhouse", c.Analytics.Backend)
 	}
 	if c.Analytics.Capacity < 1 || c.Analytics.BatchSize < 1 || c.Analytics.BatchSize > c.Analytics.Capacity {
 		bad("analytics.capacity and analytics.batchSize must be positive, batchSize <= capacity")

@@ -79,3 +79,16 @@ func TestApplyEnv(t *testing.T) {
 		t.Fatalf("env not applied: %+v", c)
 	}
 }
+
+func TestProductionYAMLValid(t *testing.T) {
+	c, err := Load("production.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Stock.Backend != "redis" || c.Orders.Backend != "mysql" || c.Analytics.Backend != "clickhouse" || len(c.Kafka.Brokers) != 1 {
+		t.Fatalf("production.yaml does not name the production backends: %+v", c)
+	}
+}
