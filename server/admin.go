@@ -173,7 +173,7 @@ func (s *Server) handleAudit(ctx *fasthttp.RequestCtx, id int64) {
 		s.fail(ctx, err)
 		return
 	}
-	au, err := s.auditor.Audit(ctx, id)
+	au, err := s.store.Audit(ctx, id)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -205,7 +205,7 @@ func (s *Server) handleSummary(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	from, to := time.Unix(0, 0).UTC(), time.Now().Add(time.Hour).UTC()
-	sum, err := s.analytics.Summary(ctx, id, from, to)
+	sum, err := s.events.Summary(ctx, id, from, to)
 	if err != nil {
 		s.fail(ctx, err)
 		return

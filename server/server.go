@@ -20,19 +20,7 @@ import (
 	"github.com/flashlottery/lottery/configs"
 	"github.com/flashlottery/lottery/invoice"
 	"github.com/flashlottery/lottery/lottery"
-	"github.com/flashlottery/lottery/orders"
-	"github.com/flashlottery/lottery/stock"
 )
-
-// auditor is what the audit endpoint needs from the orders store.
-type auditor interface {
-	Audit(ctx context.Context, activityID int64) (orders.Audit, error)
-}
-
-// summarizer is what the analytics endpoint needs from the analytics store.
-type summarizer interface {
-	Summary(ctx context.Context, activityID int64, from, to time.Time) (analytics.Summary, error)
-}
 
 // Server is the edge: it owns the adapters, the HTTP server and every
 // background goroutine.
@@ -41,19 +29,17 @@ type Server struct {
 	log   *slog.Logger
 	token string
 
-	svc       *lottery.Service
-	relay     *lottery.Relay
-	store     *orders.SQLite
-	stock     *stock.Memory
-	broker    *invoice.Broker // nil with external brokers
-	producer  *invoice.Producer
-	consumer  *invoice.Consumer // nil when kafka.consume is off
-	dist      *invoice.Distributor
-	sink      *analytics.Sink
-	events    *analytics.Embedded
-	auditor   auditor
-	analytics summarizer
-	metrics   *metrics
+	svc      *lottery.Service
+	relay    *lottery.Relay
+	store    ordersStore
+	stock    stockStore
+	broker   *invoice.Broker // nil with external brokers
+	producer *invoice.Producer
+	consumer *invoice.Consumer // nil when kafka.consume is off
+	dist     *invoice.Distributor
+	sink     *analytics.Sink
+	events   eventStore
+	metrics  *metrics
 
 	http *fasthttp.Server
 	ln   net.Listener
@@ -112,15 +98,12 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	if s.token, err = adminToken(cfg); err != nil {
 		return nil, err
 	}
-	router, err := orders.NewRouter(cfg.Orders.DBCount, cfg.Orders.TBCount)
-	if err != nil {
+	if s.store, err = openOrders(s.ctx, cfg); err != nil {
 		return nil, err
 	}
-	if s.store, err = orders.OpenSQLite(filepath.Join(cfg.DataDir, "orders"), router); err != nil {
+	if s.stock, err = openStock(cfg); err != nil {
 		return nil, err
 	}
-	s.auditor = s.store
-	s.stock = stock.NewMemory()
 	brokers := cfg.Kafka.Brokers
 	if len(brokers) == 0 {
 		s.broker, err = invoice.StartBroker(invoice.BrokerConfig{Addr: cfg.Kafka.EmbeddedAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Topic: cfg.Kafka.Topic})
@@ -139,10 +122,9 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 			return nil, fmt.Errorf("invoice consumer: %w", err)
 		}
 	}
-	if s.events, err = analytics.OpenEmbedded(filepath.Join(cfg.DataDir, "analytics")); err != nil {
-		return nil, fmt.Errorf("analytics: %w", err)
+	if s.events, err = openEvents(s.ctx, cfg); err != nil {
+		return nil, err
 	}
-	s.analytics = s.events
 	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery})
 	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout})
 	ids, err := lottery.NewSnowflake(cfg.Node)
@@ -230,7 +212,7 @@ func (s *Server) Start(ln net.Listener) error {
 		})
 	}
 	s.relayG.start(s.ctx, s.relay.Run)
-	s.jobs.start(s.ctx, s.stateJob, s.compensationJob)
+	s.jobs.start(s.ctx, s.stateJob, s.compensationJob, s.reconcileJob)
 	go func() { s.serveErr <- s.http.Serve(ln) }() // owned: Shutdown stops it and reads serveErr
 	s.log.Info("lottery edge listening", "addr", ln.Addr().String())
 	return nil
@@ -292,6 +274,9 @@ func (s *Server) closeAdapters() error {
 	if s.events != nil {
 		errs = append(errs, s.events.Close())
 	}
+	if s.stock != nil {
+		errs = append(errs, s.stock.Close())
+	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
@@ -316,6 +301,20 @@ func (s *Server) compensationJob(ctx context.Context) {
 			s.log.Warn("outbox compensation scan", "err", err, "resent", n)
 		} else if n > 0 {
 			s.log.Info("outbox compensation scan re-sent invoices", "resent", n)
+		}
+	})
+}
+
+// reconcileJob writes the stock port's view into the database's surplus
+// columns, when the orders store keeps them.
+func (s *Server) reconcileJob(ctx context.Context) {
+	w, ok := s.store.(lottery.SurplusWriter)
+	if !ok {
+		return
+	}
+	s.every(ctx, s.cfg.Jobs.ReconcileEvery, func() {
+		if _, err := s.svc.Reconcile(ctx, w); err != nil && ctx.Err() == nil {
+			s.log.Warn("stock reconciliation", "err", err)
 		}
 	})
 }

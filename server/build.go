@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/flashlottery/lottery/analytics"
+	"github.com/flashlottery/lottery/configs"
+	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/orders"
+	"github.com/flashlottery/lottery/stock"
+)
+
+// ordersStore is what the server needs from an orders backend: the domain's
+// ports plus the audit, the group-commit counters and Close.
+type ordersStore interface {
+	lottery.Orders
+	lottery.Outbox
+	lottery.Granter
+	lottery.CatalogAdmin
+	lottery.Ledger
+	Audit(ctx context.Context, activityID int64) (orders.Audit, error)
+	WriteStats() orders.WriteStats
+	Close() error
+}
+
+// stockStore is what the server needs from a stock backend.
+type stockStore interface {
+	lottery.Stock
+	lottery.StockAdmin
+	Close() error
+}
+
+// eventStore is what the server needs from an analytics backend.
+type eventStore interface {
+	analytics.Store
+	Summary(ctx context.Context, activityID int64, from, to time.Time) (analytics.Summary, error)
+	Close() error
+}
+
+// memoryStock adapts stock.Memory (which holds nothing to close).
+type memoryStock struct{ *stock.Memory }
+
+func (memoryStock) Close() error { return nil }
+
+// openOrders opens the configured orders backend.
+func openOrders(_ context.Context, cfg configs.Config) (ordersStore, error) {
+	router, err := orders.NewRouter(cfg.Orders.DBCount, cfg.Orders.TBCount)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Orders.Backend {
+	case "sqlite":
+		st, err := orders.OpenSQLite(filepath.Join(cfg.DataDir, "orders"), router)
+		if err != nil {
+			return nil, fmt.Errorf("orders: %w", err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("orders backend %q is not available in this build", cfg.Orders.Backend)
+}
+
+// openStock opens the configured stock backend.
+func openStock(cfg configs.Config) (stockStore, error) {
+	switch cfg.Stock.Backend {
+	case "memory":
+		return memoryStock{stock.NewMemory()}, nil
+	}
+	return nil, fmt.Errorf("stock backend %q is not available in this build", cfg.Stock.Backend)
+}
+
+// openEvents opens the configured analytics backend.
+func openEvents(_ context.Context, cfg configs.Config) (eventStore, error) {
+	switch cfg.Analytics.Backend {
+	case "embedded":
+		ev, err := analytics.OpenEmbedded(filepath.Join(cfg.DataDir, "analytics"))
+		if err != nil {
+			return nil, fmt.Errorf("analytics: %w", err)
+		}
+		return ev, nil
+	}
+	return nil, fmt.Errorf("analytics backend %q is not available in this build", cfg.Analytics.Backend)
+}
