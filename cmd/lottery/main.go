@@ -34,6 +34,7 @@ usage:
                                                                     drive draws and verify stock, prizes, orders and invoices
   lottery bare    [--addr HOST:PORT]                                a bare fasthttp handler, the benchmark baseline
   lottery benchsuite [--out BENCHMARKS.md]                          bare handler vs the draw endpoint (make bench)
+  lottery worker  [--config FILE] [--metrics HOST:PORT]              the prize distributor apart from the edges (needs kafka.brokers)
   lottery broker  [--addr HOST:PORT] [--data DIR]                   a standalone Kafka-protocol broker (kfake) for machines without Kafka
 `
 
@@ -58,6 +59,8 @@ func main() {
 		err = benchsuite(ctx, os.Args[2:])
 	case "broker":
 		err = broker(ctx, os.Args[2:])
+	case "worker":
+		err = worker(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -300,4 +303,18 @@ func broker(ctx context.Context, args []string) error {
 	<-ctx.Done()
 	b.Close()
 	return nil
+}
+
+func worker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	metrics := fs.String("metrics", "", "serve Prometheus metrics on this address")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	w, err := server.NewWorker(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx, *metrics)
 }
