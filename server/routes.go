@@ -36,6 +36,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.metrics.handler(ctx)
 		return
 	}
+	if path == "/dashboard" || strings.HasPrefix(path, "/dashboard/") {
+		if method != fasthttp.MethodGet {
+			s.notAllowed(ctx, "GET")
+			return
+		}
+		s.handleDashboard(ctx, path)
+		return
+	}
 	if !strings.HasPrefix(path, "/api/v1/") {
 		s.writeError(ctx, http.StatusNotFound, apiError{Code: codeNotFound, Message: "no route " + path})
 		return
