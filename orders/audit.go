@@ -68,7 +68,7 @@ func (a Audit) Err() error {
 // Audit reads the consistency report of activityID. It scans the activity's
 // rows (and the count tables in full), so it is for verifiers and
 // reconciliation jobs, not for the draw path.
-func (s *SQLite) Audit(ctx context.Context, activityID int64) (Audit, error) {
+func (s *store) Audit(ctx context.Context, activityID int64) (Audit, error) {
 	a := Audit{
 		OrdersByAward: map[string]int64{},
 		ByMQState:     map[lottery.MQState]int64{},
@@ -82,9 +82,9 @@ func (s *SQLite) Audit(ctx context.Context, activityID int64) (Audit, error) {
 	return a, nil
 }
 
-func (s *SQLite) auditShard(ctx context.Context, sh *sqliteShard, activityID int64, a *Audit) error {
+func (s *store) auditShard(ctx context.Context, sh *shard, activityID int64, a *Audit) error {
 	// One read transaction: a snapshot of the whole shard database.
-	tx, err := sh.rdb.BeginTx(ctx, nil)
+	tx, err := sh.rdb.BeginTx(ctx, s.d.snapshot)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 // Package orders stores takes, orders and their outbox state, sharded by user
 // id, and the activity catalog. It implements the lottery ports Orders,
-// Outbox, Granter, CatalogAdmin (with Catalog) and Ledger. SQLite is the
-// embedded default; a MySQL adapter shares the Router, the table names and
-// the contract suite in orders/orderstest.
+// Outbox, Granter, CatalogAdmin (with Catalog), Ledger and SurplusWriter,
+// twice: SQLite is the embedded default (OpenSQLite), MySQL or MariaDB the
+// production store (OpenMySQL). Both share the Router, the table names, one
+// SQL core and the contract suite in orders/orderstest.
 //
 // Design decisions:
 //
@@ -17,43 +18,101 @@
 //     (left_count per user and activity) and user_strategy_export_NNN (the
 //     orders with mq_state and grant_state, uuid UNIQUE = the take id, so one
 //     take never becomes two orders).
-//   - Sharding by user over DBCount x TBCount (the seed's 2 x 4), with a
-//     documented, backend-neutral hash (Router.Route). All of a user's rows
-//     live in one table slot of one database, so a take (count decrement and
-//     insert) and a draw (take update and order insert) are each one local
-//     transaction: no distributed transaction, and a crash leaves each user
-//     consistent. Cross-user reads (Pending, Usage, Audit) visit every shard.
-//     The router's shape is recorded in the base database and a reopen with
-//     another shape is refused.
-//   - Group commit. SQLite does about 17k single-row transactions a second on
-//     the target machine but far more rows inside larger transactions, and a
-//     winning draw writes several rows. So writes to a shard database (Take,
-//     Draw, SetMQState, Grant) go to that database's writer goroutine, which
-//     takes every request waiting (up to 128), runs each inside its own
-//     SAVEPOINT, and commits once. A request that fails on its own terms
-//     (limit reached, take used, conflict) rolls back to its savepoint and
-//     gets its error; the rest commit. A failure of the store itself fails
-//     the whole batch, and every caller gets that error: nothing of the batch
-//     was written. Callers never see a half-applied request.
-//   - Goroutines: OpenSQLite starts one writer per shard database; Close stops
-//     them (each finishes and answers the batch it holds; later writes get an
-//     ErrUnavailable error) and waits for them before closing the files. A
-//     caller whose context ends before its request was taken gets the
-//     context's error and nothing is written; once taken, the caller waits for
-//     the commit, so an answer is never ambiguous.
-//   - Reads go to a separate pool of query_only connections per file: WAL lets
-//     them run beside the single writer connection. Files use WAL,
-//     synchronous=NORMAL (a power cut may lose the last commits, never
+//   - Sharding by user over DBCount x TBCount (the seed's 2 x 4). The hash
+//     (Router.Route) is backend-neutral and part of the on-disk format:
+//     h = FNV-1a 32-bit over the bytes of the user id, h ^= h >> 16 (so the
+//     high bits reach the low ones), idx = h mod (DBCount * TBCount), then
+//     database idx / TBCount and table idx % TBCount. Changing the hash or
+//     the counts moves users away from their data, so there is no resharding
+//     in place. All of a user's rows live in one table slot of one
+//     database, so a take (count decrement and insert) and a draw (take
+//     update and order insert) are each one local transaction: no
+//     distributed transaction, and a crash leaves each user consistent.
+//     Cross-user reads (Pending, Usage, Audit) visit every shard.
+//   - A meta table in the base database and in each shard database records
+//     the router's shape, and each shard database its index; a reopen with
+//     another shape, or with shard databases swapped or repeated, is refused
+//     (ErrInvalid) instead of routing users away from their data.
+//   - One SQL core (store), two dialects. The ports' methods are written once
+//     and both adapters embed them; a dialect value carries what differs:
+//     the schema, the count decrement, the savepoint statements, the pending
+//     query's shape, the error mapping, and whether a batch may be retried.
+//   - Group commit. A winning draw writes several rows; SQLite does about
+//     17k single-row transactions a second on the target machine but far
+//     more rows inside larger transactions, and on MySQL every statement is
+//     a round trip and every commit a redo-log write. So writes to a shard
+//     database (Take, Draw, SetMQState, Grant) go to that database's writer
+//     goroutine, which owns one connection, takes every request waiting (up
+//     to 128), runs them in one transaction and commits once. A batch first
+//     runs without savepoints; only if a request failed on its own terms
+//     (limit reached, take used, conflict, bad input) after writing does it
+//     run again with a SAVEPOINT per request, rolling that request back and
+//     committing the rest. A failure of the store itself fails the whole
+//     batch, and every caller gets that error: nothing of the batch was
+//     written. Callers never see a half-applied request.
+//   - Goroutines: the Open functions start one writer per shard database;
+//     Close stops them (each finishes and answers the batch it holds; later
+//     writes get an ErrUnavailable error) and waits for them before closing
+//     the databases. A caller whose context ends before its request was taken
+//     gets the context's error and nothing is written; once taken, the
+//     caller waits for the commit, so an answer is never ambiguous (but see
+//     a failed COMMIT on MySQL below).
+//   - SQLite: reads go to a separate pool of query_only connections per
+//     file: WAL lets them run beside the single writer connection. Files use
+//     WAL, synchronous=NORMAL (a power cut may lose the last commits, never
 //     corrupt; an application crash loses nothing committed) and a busy
 //     timeout, so a verifier may read the files from another process.
-//   - Times are stored as INTEGER unix milliseconds (0 for the zero time) and
+//   - MySQL: each database has its own DSN, so shard databases may live on
+//     one server or several. Migrate creates a database only when the server
+//     says it does not exist (an existing one needs no CREATE privilege),
+//     then the tables (InnoDB, utf8mb4, BIGINT ids and millisecond times,
+//     the same indexes as SQLite). Identifiers are VARBINARY so they compare
+//     byte for byte as in SQLite and Go: a case- or pad-insensitive collation
+//     would merge "bob", "Bob" and "bob " into one user's count row.
+//   - MySQL writes. The writer's connection runs READ COMMITTED (no gap
+//     locks) with a short innodb_lock_wait_timeout; reads use a pool. The
+//     count decrement is one race-free statement, INSERT ... ON DUPLICATE
+//     KEY UPDATE left_count = IF(left_count > 0, left_count - 1, left_count):
+//     its row lock serialises concurrent takes of a user from any process.
+//     MariaDB has no RETURNING on UPDATE, so the statement answers through
+//     what the server reports anyway: rows affected 1 (inserted: the first
+//     take), 2 (decremented) or 0 (nothing left, nothing written), and on a
+//     decrement LAST_INSERT_ID(total - left + 1), which the reply carries as
+//     the last insert id, is the take's number. One round trip, no SELECT
+//     ... FOR UPDATE. Writes use server-side prepared statements; other
+//     statements are interpolated by the driver (one round trip each).
+//   - MySQL with several processes. Every edge has its own writer per shard
+//     database, so two edges may lock the same rows in opposite orders: a
+//     deadlock (1213) or a lock wait timeout (1205) rolls the batch back and
+//     it runs again, up to three attempts (WriteStats.Retries counts them).
+//     A COMMIT whose reply is lost is never retried: its callers get
+//     ErrUnavailable though the batch may have committed. The draw process
+//     survives that: an unused take is reused by the user's next draw, an
+//     order with mq_state init is sent by the compensation scan, and stock
+//     reconciliation repairs the counters.
+//   - MySQL timeouts (MySQLTimeouts) bound every wait: dialing, each network
+//     read and write, each batch and each lock wait, so a server that is
+//     down fails a call at once and a hung one within seconds, always as
+//     ErrUnavailable; the driver reconnects on the next call.
+//   - Times are stored as integer unix milliseconds (0 for the zero time) and
 //     read back in UTC, so they round-trip to the millisecond on every
 //     backend; the uint64 draw seed is stored as its int64 bit pattern.
+//   - Pending (the outbox compensation scan) reads each table as two walks
+//     of its (mq_state, order_time) index, mq_state failed at any age and
+//     mq_state init with order_time before staleBefore, each stopped at the
+//     limit, so a large backlog costs no sort of it all.
 //   - Audit reports an activity's consistency (takes, used and won takes,
 //     orders per award, won takes without an order, orders without a used
 //     take, count rows that disagree with the takes, orders by mq_state and
-//     grant_state); a crash-drill verifier calls it after restarting the
-//     store, and Audit.Err names every broken invariant.
-//   - Errors wrap the lottery sentinels with context: UNIQUE violations become
-//     ErrConflict, store failures ErrUnavailable, bad input ErrInvalid.
+//     grant_state) from one snapshot per shard database; a crash-drill
+//     verifier calls it after restarting the store, and Audit.Err names
+//     every broken invariant.
+//   - The catalog is small and written by operators: plain transactions on
+//     the base database, no group commit, no cache (callers cache).
+//     SetSurplus writes the stock port's view into stock_surplus_count and
+//     award_surplus_count for the reconciliation job.
+//   - Errors wrap the lottery sentinels with context: unique violations
+//     (SQLite's UNIQUE, MySQL's 1062) become ErrConflict, values a column
+//     refuses ErrInvalid, store failures (connections, timeouts, the server's
+//     other errors) ErrUnavailable; context errors stay as they are.
 package orders

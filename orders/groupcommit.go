@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/flashlottery/lottery/lottery"
 )
@@ -14,26 +15,41 @@ import (
 // maxBatch bounds how many requests one group commit carries.
 const maxBatch = 128
 
-// writer is the group-commit writer of one shard database. Its goroutine
-// (loop) owns the database's single write connection: it takes every request
-// that is waiting, runs them in one transaction, each inside its own
-// SAVEPOINT, commits once and answers each caller. One fsync-bearing commit
-// then carries up to maxBatch takes or draws, instead of one each.
+// maxAttempts bounds how often a batch runs when the server rolled it back
+// on its own (a deadlock with another process writing the same rows).
+const maxAttempts = 3
+
+// writer is the group-commit writer of one shard database, shared by the
+// SQLite and MySQL adapters (the dialect carries the SQL that differs). Its
+// goroutine (loop) owns the database's single write connection: it takes
+// every request that is waiting, runs them in one transaction, commits once
+// and answers each caller. One commit then carries up to maxBatch takes or
+// draws, instead of one each: for SQLite that saves the commit's fsync, for
+// MySQL the commit's round trip and redo-log write.
+//
+// A batch first runs without savepoints (the fast path); only when a request
+// fails after writing does it run again with a SAVEPOINT per request (see
+// runFast). A batch the server rolled back by itself (dialect.retry: a
+// deadlock) runs again, at most maxAttempts times in all.
 //
 // Lifecycle: newWriter starts the goroutine; stop closes quit and waits for
 // it. A batch that was taken is always finished and answered before the
 // goroutine exits; a request not yet taken gets errClosed.
 type writer struct {
 	name    string
-	db      *sql.DB     // one connection, BEGIN IMMEDIATE
+	d       *dialect
+	db      *sql.DB     // one connection
 	stmts   []*sql.Stmt // prepared on db, indexed by writeIndex
 	tbCount int
+	// timeout bounds one batch's transaction; 0 for no bound.
+	timeout time.Duration
 	reqs    chan *request // unbuffered: a send succeeds only when loop takes it
 	quit    chan struct{}
 	done    chan struct{}
 
-	// commits and writes count transactions and the requests they carried.
-	commits, writes atomic.Uint64
+	// commits and writes count transactions and the requests they carried;
+	// retries the batches run again after the server rolled them back.
+	commits, writes, retries atomic.Uint64
 }
 
 // request is one caller's write. op runs inside the batch's transaction and
@@ -50,12 +66,14 @@ type request struct {
 // errClosed answers requests made after Close.
 var errClosed = fmt.Errorf("store closed: %w", lottery.ErrUnavailable)
 
-func newWriter(name string, db *sql.DB, stmts []*sql.Stmt, tbCount int) *writer {
+func newWriter(name string, d *dialect, db *sql.DB, stmts []*sql.Stmt, tbCount int, timeout time.Duration) *writer {
 	w := &writer{
 		name:    name,
+		d:       d,
 		db:      db,
 		stmts:   stmts,
 		tbCount: tbCount,
+		timeout: timeout,
 		reqs:    make(chan *request),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -142,37 +160,60 @@ func (w *writer) commit(reqs []*request) {
 	if len(live) == 0 {
 		return
 	}
-	b, tx, ok := w.begin(live)
-	if !ok {
+	for attempt := 1; ; attempt++ {
+		step, err := w.try(live)
+		if err == nil {
+			return
+		}
+		// A statement's error the server answered by rolling the whole
+		// transaction back (a deadlock) leaves nothing written: run again.
+		// A failed COMMIT is never retried, its outcome being unknown.
+		if step != "commit" && attempt < maxAttempts && w.d.retry != nil && w.d.retry(err) {
+			w.retries.Add(1)
+			continue
+		}
+		w.fail(live, step, err)
 		return
 	}
+}
+
+// try runs live in one transaction: the fast path, then, if a request
+// failed after writing, the savepoint path in a new transaction. It sets
+// each request's own error; a failure of the batch comes back with the step
+// that failed, and then nothing of the batch was written (unless the step
+// is "commit", whose outcome the server did not tell).
+func (w *writer) try(live []*request) (step string, err error) {
+	b, err := w.begin()
+	if err != nil {
+		return "begin", err
+	}
+	defer b.end()
 	if len(live) == 1 {
 		// No savepoint needed: the transaction is the request's.
 		r := live[0]
+		r.err = nil
 		if err := r.op(b); err != nil {
-			_ = tx.Rollback()
-			if requestError(err) {
-				r.err = err
-			} else {
-				w.fail(live, "request", err)
+			_ = b.tx.Rollback()
+			if !requestError(err) {
+				return "request", err
 			}
-			return
+			r.err = err
+			return "", nil
 		}
 	} else if redo, err := w.runFast(b, live); redo || err != nil {
 		// A request may have written before failing (or the store failed):
 		// nothing of this attempt stays. Run the batch again with a savepoint
 		// per request, so each request's outcome is its own.
-		_ = tx.Rollback()
-		if err != nil && !redo {
-			w.fail(live, "batch", err)
-			return
+		_ = b.tx.Rollback()
+		if !redo {
+			return "batch", err
 		}
-		w.commitEach(live)
-		return
+		return w.tryEach(live)
 	}
-	if err := tx.Commit(); err != nil {
-		w.fail(live, "commit", err)
+	if err := b.tx.Commit(); err != nil {
+		return "commit", err
 	}
+	return "", nil
 }
 
 // runFast runs the requests one after the other without savepoints, which
@@ -199,34 +240,39 @@ func (w *writer) runFast(b *batch, reqs []*request) (redo bool, err error) {
 	return false, nil
 }
 
-// commitEach runs the batch again in a new transaction with a savepoint per
-// request (the slow path of commit).
-func (w *writer) commitEach(live []*request) {
-	b, tx, ok := w.begin(live)
-	if !ok {
-		return
+// tryEach runs the batch again in a new transaction with a savepoint per
+// request (the slow path of try).
+func (w *writer) tryEach(live []*request) (step string, err error) {
+	b, err := w.begin()
+	if err != nil {
+		return "begin", err
 	}
+	defer b.end()
 	if err := w.runAll(b, live); err != nil {
-		_ = tx.Rollback()
-		w.fail(live, "batch", err)
-		return
+		_ = b.tx.Rollback()
+		return "batch", err
 	}
-	if err := tx.Commit(); err != nil {
-		w.fail(live, "commit", err)
+	if err := b.tx.Commit(); err != nil {
+		return "commit", err
 	}
+	return "", nil
 }
 
-// begin opens a batch's transaction, or fails every request of it. The
-// batch runs under its own context: one caller giving up must not abort the
-// others' writes. The transaction closes its statements when it ends.
-func (w *writer) begin(live []*request) (*batch, *sql.Tx, bool) {
-	ctx := context.Background()
+// begin opens a batch's transaction. The batch runs under its own context
+// (bounded by w.timeout): one caller giving up must not abort the others'
+// writes. The transaction closes its statements when it ends; end releases
+// the context.
+func (w *writer) begin() (*batch, error) {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if w.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, w.timeout)
+	}
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
-		w.fail(live, "begin", err)
-		return nil, nil, false
+		cancel()
+		return nil, err
 	}
-	return &batch{ctx: ctx, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}, tx, true
+	return &batch{ctx: ctx, cancel: cancel, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}, nil
 }
 
 // runAll runs each request inside its own savepoint; a request error rolls
@@ -280,13 +326,17 @@ func requestError(err error) bool {
 
 // batch is the transaction of one group commit as the requests' ops see it.
 type batch struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	w     *writer
-	stmts []*sql.Stmt // transaction-bound statements, made on first use
+	ctx    context.Context
+	cancel context.CancelFunc
+	tx     *sql.Tx
+	w      *writer
+	stmts  []*sql.Stmt // transaction-bound statements, made on first use
 	// wrote is set when a statement changed a row (see runFast).
 	wrote bool
 }
+
+// end releases the batch's context once its transaction has ended.
+func (b *batch) end() { b.cancel() }
 
 func (b *batch) stmt(k writeKind, tb int) *sql.Stmt {
 	i := writeIndex(k, tb, b.w.tbCount)
@@ -299,8 +349,32 @@ func (b *batch) stmt(k writeKind, tb int) *sql.Stmt {
 // exec runs a prepared write and returns the number of rows it changed.
 func (b *batch) exec(k writeKind, tb int, args ...any) (int64, error) {
 	res, err := b.stmt(k, tb).ExecContext(b.ctx, args...)
+	return b.affected(res, err)
+}
+
+// execID is exec that also returns the statement's last insert id (MySQL
+// reports LAST_INSERT_ID(expr) there; see mysqlDecrement).
+func (b *batch) execID(k writeKind, tb int, args ...any) (n, id int64, err error) {
+	res, err := b.stmt(k, tb).ExecContext(b.ctx, args...)
+	if n, err = b.affected(res, err); err != nil {
+		return 0, 0, err
+	}
+	id, err = res.LastInsertId()
+	return n, id, err
+}
+
+// execSQL runs a statement that is not prepared (its text depends on the
+// arguments, such as an IN list) and returns the number of rows it changed.
+func (b *batch) execSQL(query string, args ...any) (int64, error) {
+	res, err := b.tx.ExecContext(b.ctx, query, args...)
+	return b.affected(res, err)
+}
+
+// affected notes a changed row. A failed statement changed nothing: SQLite
+// and InnoDB statements are atomic.
+func (b *batch) affected(res sql.Result, err error) (int64, error) {
 	if err != nil {
-		return 0, err // a failed statement changed nothing (SQLite statements are atomic)
+		return 0, err
 	}
 	n, err := res.RowsAffected()
 	if n > 0 {
@@ -339,7 +413,6 @@ const (
 	wUseTake
 	wTakeState
 	wInsertOrder
-	wSetMQ
 	wGrant
 	wOrderExists
 	wSavepoint
@@ -355,18 +428,14 @@ func writeIndex(k writeKind, tb, tbCount int) int {
 	return int(k)*tbCount + tb
 }
 
-// writeSQL returns the statement of kind k on table tb.
-func writeSQL(k writeKind, tb int) string {
+// writeSQL returns the statement of kind k on table tb in dialect d. Only
+// the count decrement and the savepoint statements differ between dialects.
+func writeSQL(d *dialect, k writeKind, tb int) string {
 	take := ShardTable(TableTake, tb)
-	count := ShardTable(TableTakeCount, tb)
 	export := ShardTable(TableExport, tb)
 	switch k {
 	case wDecrement:
-		// Create the count row at takeCount - 1, or decrement it while
-		// positive; no row comes back when nothing is left.
-		return `INSERT INTO ` + count + ` (user_id, activity_id, total_count, left_count) VALUES (?1, ?2, ?3, ?3 - 1)
-			ON CONFLICT (user_id, activity_id) DO UPDATE SET left_count = left_count - 1 WHERE left_count > 0
-			RETURNING total_count, left_count`
+		return d.decrementSQL(ShardTable(TableTakeCount, tb))
 	case wInsertTake:
 		return `INSERT INTO ` + take + ` (take_id, user_id, activity_id, strategy_id, take_count, state, award_id, uuid, take_date)
 			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?)`
@@ -378,31 +447,25 @@ func writeSQL(k writeKind, tb int) string {
 		return `INSERT INTO ` + export + ` (order_id, user_id, activity_id, strategy_id, strategy_mode, grant_type, grant_date,
 			grant_state, award_id, award_type, award_name, award_content, uuid, mq_state, module, seed, order_time, update_time)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
-	case wSetMQ:
-		return `UPDATE ` + export + ` SET mq_state = ?, update_time = ? WHERE order_id = ? AND user_id = ?`
 	case wGrant:
 		return `UPDATE ` + export + ` SET grant_state = 1, update_time = ? WHERE order_id = ? AND user_id = ? AND grant_state = 0`
 	case wOrderExists:
 		return `SELECT 1 FROM ` + export + ` WHERE order_id = ? AND user_id = ?`
-	case wSavepoint:
-		return `SAVEPOINT request`
-	case wRelease:
-		return `RELEASE request`
-	case wRollbackTo:
-		return `ROLLBACK TO request`
+	case wSavepoint, wRelease, wRollbackTo:
+		return d.savepointSQL[k-wSavepoint]
 	}
 	panic(fmt.Sprintf("orders: unknown write statement %d", k))
 }
 
 // prepareWrites prepares every write statement of a shard database on db.
-func prepareWrites(ctx context.Context, db *sql.DB, tbCount int) ([]*sql.Stmt, error) {
+func prepareWrites(ctx context.Context, d *dialect, db *sql.DB, tbCount int) ([]*sql.Stmt, error) {
 	stmts := make([]*sql.Stmt, int(numWriteKinds)*tbCount)
 	for k := range numWriteKinds {
 		for tb := range tbCount {
 			if k >= wSavepoint && tb > 0 {
 				break
 			}
-			s, err := db.PrepareContext(ctx, writeSQL(k, tb))
+			s, err := db.PrepareContext(ctx, writeSQL(d, k, tb))
 			if err != nil {
 				closeStmts(stmts)
 				return nil, err

@@ -4,6 +4,15 @@ package orders
 // milliseconds in UTC (0 for a zero time.Time); ids are INTEGER (snowflake
 // ids are positive int64, so take_id and order_id are SQLite rowid aliases).
 
+// metaSchema creates the meta table, in the base database and in each shard
+// database: it records the router shape the store was created with, and in
+// a shard database its index, so a reopen with another shape, or with shard
+// databases swapped, fails instead of losing users' data.
+const metaSchema = `CREATE TABLE IF NOT EXISTS meta (
+		meta_key   TEXT PRIMARY KEY,
+		meta_value TEXT NOT NULL
+	)`
+
 // baseSchema creates the catalog tables of the base database.
 //
 // Awards are scoped by strategy: award is keyed by (strategy_id, award_id)
@@ -11,14 +20,7 @@ package orders
 // lottery.StrategyDetail embeds lottery.Award), so two strategies may both
 // use "A1" for different prizes. strategy_detail.award_index keeps the order
 // of Strategy.Details, which a draw result indexes into.
-//
-// meta records the router shape the shard files were created with, so a
-// reopen with another shape fails instead of losing users' data.
 var baseSchema = []string{
-	`CREATE TABLE IF NOT EXISTS meta (
-		meta_key   TEXT PRIMARY KEY,
-		meta_value TEXT NOT NULL
-	)`,
 	`CREATE TABLE IF NOT EXISTS activity (
 		activity_id         INTEGER PRIMARY KEY,
 		activity_name       TEXT    NOT NULL,

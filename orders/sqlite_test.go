@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,31 +133,5 @@ func TestOpenSQLiteInvalid(t *testing.T) {
 func BenchmarkTakeDraw(b *testing.B) {
 	s := openSQLite(b, b.TempDir())
 	defer s.Close()
-	ids, _ := lottery.NewSnowflake(3)
-	award := lottery.Award{ID: "A", Type: lottery.AwardCoupon, Name: "coupon", Content: "10 off"}
-	var users atomic.Int64
-	// Many concurrent callers, as a server under load has: group commit
-	// batches only what is waiting.
-	b.SetParallelism(64)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := b.Context()
-		for pb.Next() {
-			user := "bench-" + strconv.FormatInt(users.Add(1), 10)
-			tk := &lottery.Take{ID: ids.Next(), UserID: user, ActivityID: 1, StrategyID: 7}
-			if err := s.Take(ctx, tk, 1); err != nil {
-				b.Error(err)
-				return
-			}
-			o := &lottery.Order{ID: ids.Next(), Mode: lottery.ModeSingle, GrantType: lottery.GrantImmediate,
-				Award: award, Module: "native", Seed: uint64(tk.ID)}
-			if err := s.Draw(ctx, tk, o); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "draws/s")
+	benchTakeDraw(b, s)
 }

@@ -27,6 +27,7 @@ type Store interface {
 	lottery.Granter
 	lottery.CatalogAdmin
 	lottery.Ledger
+	lottery.SurplusWriter
 }
 
 // Auditor is implemented by stores that report an orders.Audit; when the
@@ -48,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("SaveConflict", c.saveConflict)
 	t.Run("MoveState", c.moveState)
 	t.Run("ActivitiesPaging", c.activitiesPaging)
+	t.Run("SetSurplus", c.setSurplus)
 	t.Run("TakeLimit", c.takeLimit)
 	t.Run("UserState", c.userState)
 	t.Run("DrawWin", c.drawWin)
@@ -260,6 +262,64 @@ func (c *contract) activitiesPaging(t *testing.T) {
 	if pages != 3 || len(seen) != n || !slices.IsSorted(seen) || seen[0] != 1 || seen[n-1] != n {
 		t.Fatalf("paging saw %d activities in %d pages (sorted %v)", len(seen), pages, slices.IsSorted(seen))
 	}
+}
+
+func (c *contract) setSurplus(t *testing.T) {
+	st := c.open(t)
+	ctx := t.Context()
+	if err := st.SaveActivity(ctx, testActivity(1, 7), testStrategy(7)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, stock int64, awards map[string]int64) {
+		t.Helper()
+		a, err := st.Activity(ctx, 1)
+		if err != nil || a.StockSurplus != stock {
+			t.Fatalf("%s: Activity = %+v, %v; want stock surplus %d", what, a, err, stock)
+		}
+		s, err := st.Strategy(ctx, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{}
+		for _, d := range s.Details {
+			got[d.ID] = d.AwardSurplus
+		}
+		if !reflect.DeepEqual(got, awards) {
+			t.Fatalf("%s: award surplus %v, want %v", what, got, awards)
+		}
+		// Nothing else moved.
+		want := testStrategy(7)
+		for i := range want.Details {
+			want.Details[i].AwardSurplus = s.Details[i].AwardSurplus
+		}
+		if !reflect.DeepEqual(s, want) {
+			t.Fatalf("%s: Strategy = %+v, want %+v", what, s, want)
+		}
+	}
+	check("before", 9_999, map[string]int64{"B2": 90, "A1": 1, "C3": 0})
+	if err := st.SetSurplus(ctx, 1, 1234, map[string]int64{"B2": 42, "A1": 0}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a set", 1234, map[string]int64{"B2": 42, "A1": 0, "C3": 0})
+	if err := st.SetSurplus(ctx, 1, 10_000, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("after a set without awards", 10_000, map[string]int64{"B2": 42, "A1": 0, "C3": 0})
+	wantErr(t, "SetSurplus(unknown activity)", st.SetSurplus(ctx, 2, 1, nil), lottery.ErrNotFound)
+	for _, bad := range []struct {
+		name   string
+		stock  int64
+		awards map[string]int64
+	}{
+		{"negative stock", -1, nil},
+		{"stock above its count", 10_001, nil},
+		{"unknown award", 5, map[string]int64{"B2": 1, "Z9": 1}},
+		{"award above its count", 5, map[string]int64{"A1": 2}},
+		{"negative award", 5, map[string]int64{"B2": -1}},
+	} {
+		wantErr(t, "SetSurplus("+bad.name+")", st.SetSurplus(ctx, 1, bad.stock, bad.awards), lottery.ErrInvalid)
+	}
+	check("after refused sets", 10_000, map[string]int64{"B2": 42, "A1": 0, "C3": 0})
 }
 
 func (c *contract) takeLimit(t *testing.T) {

@@ -1,0 +1,656 @@
+package orders
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flashlottery/lottery/lottery"
+)
+
+// store is the SQL core the SQLite and MySQL adapters share: the router, the
+// base database's pools, the shard databases with their group-commit
+// writers, and the dialect that carries the SQL differences. The ports'
+// methods are written once, here and in catalog.go and audit.go, and both
+// adapters embed a store, so they behave the same by construction and the
+// contract suite checks one implementation of the logic twice.
+type store struct {
+	d      *dialect
+	router Router
+	baseW  *sql.DB // catalog writes
+	baseR  *sql.DB // catalog reads; may be baseW
+	shards []*shard
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// shard is one shard database.
+type shard struct {
+	name  string
+	wdb   *sql.DB     // the writer's pool: one connection
+	rdb   *sql.DB     // reads; may be wdb
+	w     *writer     // nil until started
+	wstmt []*sql.Stmt // prepared on wdb, owned by w
+	// userState holds the UserState query of each table, prepared on rdb.
+	userState []*sql.Stmt
+}
+
+// dialect is what differs between the SQL backends on the shared paths.
+// Everything else (the write statements but one, the reads, the catalog,
+// the audit) is SQL both SQLite and MySQL accept.
+type dialect struct {
+	name string
+	// baseSchema creates the catalog tables; shardSchema the tables of one
+	// table slot; metaSchema the meta table (in the base database and in
+	// each shard database).
+	baseSchema  []string
+	shardSchema func(tb int) []string
+	metaSchema  string
+	// putMeta inserts (meta_key, meta_value) unless the key exists.
+	putMeta string
+	// decrementSQL is the wDecrement statement on a count table, and
+	// decrement runs it: see Take.
+	decrementSQL func(count string) string
+	decrement    func(b *batch, tb int, userID string, activityID int64, takeCount int) (nth int, err error)
+	// savepointSQL is SAVEPOINT, RELEASE and ROLLBACK TO for a savepoint
+	// named request.
+	savepointSQL [3]string
+	// pendingSQL reads table tb's pending orders; its arguments are
+	// (limit, staleBefore in ms, limit, limit).
+	pendingSQL func(tb int) string
+	// mapErr turns a backend error that is a domain outcome into its
+	// sentinel (a unique-key violation into ErrConflict; for MySQL, a value
+	// the column refuses into ErrInvalid) and returns other errors unchanged.
+	mapErr func(error) error
+	// retry reports whether a statement's error means the server rolled the
+	// whole transaction back by itself (a deadlock), so the batch may run
+	// again. nil for backends with a single writer per database.
+	retry func(error) bool
+	// snapshot are the options of Audit's read transaction (nil: defaults).
+	snapshot *sql.TxOptions
+}
+
+// prepare prepares a shard database's statements: the writes on wdb, the
+// UserState queries on rdb.
+func (sh *shard) prepare(ctx context.Context, d *dialect, tbCount int) error {
+	var err error
+	if sh.wstmt, err = prepareWrites(ctx, d, sh.wdb, tbCount); err != nil {
+		return err
+	}
+	for tb := range tbCount {
+		st, err := sh.rdb.PrepareContext(ctx, userStateSQL(tb))
+		if err != nil {
+			return err
+		}
+		sh.userState = append(sh.userState, st)
+	}
+	return nil
+}
+
+// start prepares every shard database's statements and starts its writer.
+// batchTimeout bounds each group commit (0: no bound).
+func (s *store) start(ctx context.Context, batchTimeout time.Duration) error {
+	for _, sh := range s.shards {
+		if err := sh.prepare(ctx, s.d, s.router.TBCount); err != nil {
+			return fmt.Errorf("prepare %s: %w", sh.name, err)
+		}
+	}
+	for _, sh := range s.shards {
+		sh.w = newWriter(sh.name, s.d, sh.wdb, sh.wstmt, s.router.TBCount, batchTimeout)
+	}
+	return nil
+}
+
+// shape is the router's shape as meta records it, for example "2x4".
+func (s *store) shape() string {
+	return strconv.Itoa(s.router.DBCount) + "x" + strconv.Itoa(s.router.TBCount)
+}
+
+// migrate creates every table and index that is missing, in the base
+// database and in each shard database, and records the router's shape in
+// each and the shard's index in each shard database, or checks them against
+// what was recorded: a store reopened with another shape, or with shard
+// databases swapped or repeated, would route users away from their data, so
+// it is refused (ErrInvalid).
+func (s *store) migrate(ctx context.Context) error {
+	for _, q := range append([]string{s.d.metaSchema}, s.d.baseSchema...) {
+		if _, err := s.baseW.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("orders: migrate %s: %w", BaseDatabase, s.storeErr(err))
+		}
+	}
+	if err := s.checkMeta(ctx, s.baseW, "router", s.shape()); err != nil {
+		return fmt.Errorf("orders: migrate %s: %w", BaseDatabase, err)
+	}
+	for i, sh := range s.shards {
+		qs := []string{s.d.metaSchema}
+		for tb := range s.router.TBCount {
+			qs = append(qs, s.d.shardSchema(tb)...)
+		}
+		for _, q := range qs {
+			if _, err := sh.wdb.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("orders: migrate %s: %w", sh.name, s.storeErr(err))
+			}
+		}
+		if err := s.checkMeta(ctx, sh.wdb, "router", s.shape()); err != nil {
+			return fmt.Errorf("orders: migrate %s: %w", sh.name, err)
+		}
+		if err := s.checkMeta(ctx, sh.wdb, "shard", strconv.Itoa(i)); err != nil {
+			return fmt.Errorf("orders: migrate %s as shard %d: %w (are two shard databases swapped, or the same?)", sh.name, i, err)
+		}
+	}
+	return nil
+}
+
+// checkMeta records key = want in db's meta table unless the key is there,
+// then checks that the recorded value is want.
+func (s *store) checkMeta(ctx context.Context, db *sql.DB, key, want string) error {
+	if _, err := db.ExecContext(ctx, s.d.putMeta, key, want); err != nil {
+		return s.storeErr(err)
+	}
+	var got string
+	if err := db.QueryRowContext(ctx, `SELECT meta_value FROM meta WHERE meta_key = ?`, key).Scan(&got); err != nil {
+		return s.storeErr(err)
+	}
+	if got != want {
+		return fmt.Errorf("%w: the database records %s %s, not %s", lottery.ErrInvalid, key, got, want)
+	}
+	return nil
+}
+
+// Router returns the store's router.
+func (s *store) Router() Router { return s.router }
+
+// Close stops the writer goroutines (each finishes and answers the batch it
+// holds; later writes get an ErrUnavailable error), then closes every
+// database. It is safe to call more than once.
+func (s *store) Close() error {
+	s.closeOnce.Do(func() {
+		for _, sh := range s.shards {
+			if sh.w != nil {
+				sh.w.stop()
+			}
+		}
+		var (
+			errs   []error
+			closed = map[*sql.DB]bool{}
+		)
+		closeDB := func(db *sql.DB) {
+			if db != nil && !closed[db] {
+				closed[db] = true
+				errs = append(errs, db.Close())
+			}
+		}
+		for _, sh := range s.shards {
+			closeStmts(sh.wstmt)
+			closeStmts(sh.userState)
+			closeDB(sh.wdb)
+			closeDB(sh.rdb)
+		}
+		closeDB(s.baseW)
+		closeDB(s.baseR)
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("orders: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// WriteStats are the group commit's counters over every shard database.
+type WriteStats struct {
+	// Commits is the number of transactions; Writes the requests they carried.
+	Commits, Writes uint64
+	// Retries counts batches run again because the server rolled them back
+	// (a deadlock with another process writing the same rows; MySQL only).
+	Retries uint64
+}
+
+// WriteStats returns the group commit's counters; Writes/Commits is the
+// average batch.
+func (s *store) WriteStats() WriteStats {
+	var st WriteStats
+	for _, sh := range s.shards {
+		if sh.w != nil {
+			st.Commits += sh.w.commits.Load()
+			st.Writes += sh.w.writes.Load()
+			st.Retries += sh.w.retries.Load()
+		}
+	}
+	return st
+}
+
+// ---- Orders ----
+
+func userStateSQL(tb int) string {
+	take := ShardTable(TableTake, tb)
+	count := ShardTable(TableTakeCount, tb)
+	return `SELECT c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date
+		FROM ` + count + ` c LEFT JOIN ` + take + ` t ON t.take_id = (
+			SELECT MIN(take_id) FROM ` + take + `
+			WHERE activity_id = c.activity_id AND user_id = c.user_id AND state = 0)
+		WHERE c.user_id = ? AND c.activity_id = ?`
+}
+
+// UserState returns the user's unused take with the lowest id, if any, and
+// the takes the user has left (-1 if the user never took part).
+func (s *store) UserState(ctx context.Context, userID string, activityID int64) (lottery.UserState, error) {
+	db, tb := s.router.Route(userID)
+	var (
+		left                            int
+		takeID, strategyID, n, takeDate sql.NullInt64
+	)
+	err := s.shards[db].userState[tb].QueryRowContext(ctx, userID, activityID).Scan(&left, &takeID, &strategyID, &n, &takeDate)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return lottery.UserState{Left: -1}, nil
+	case err != nil:
+		return lottery.UserState{}, fmt.Errorf("orders: user state of %s in activity %d: %w", userID, activityID, unavailable(err))
+	}
+	st := lottery.UserState{Left: left}
+	if takeID.Valid {
+		st.Unused = &lottery.Take{
+			ID:         takeID.Int64,
+			UserID:     userID,
+			ActivityID: activityID,
+			StrategyID: strategyID.Int64,
+			TakeCount:  int(n.Int64),
+			State:      lottery.TakeUnused,
+			At:         fromMS(takeDate.Int64),
+		}
+	}
+	return st, nil
+}
+
+// Take records a new take of t.UserID in t.ActivityID: in one transaction on
+// the user's shard it creates the user's count row at takeCount if missing,
+// decrements it (ErrLimitReached, with nothing written, when none is left)
+// and inserts the take, unused. The caller sets t.ID (a snowflake id),
+// UserID, ActivityID, StrategyID and At (now when zero); Take sets TakeCount
+// to the n-th take of the user, from 1, State to unused and At to the stored
+// time (millisecond precision, UTC). A repeated take id is ErrConflict.
+//
+// The decrement is one statement that both creates and decrements the row
+// (an upsert), so concurrent takes of one user, even from several processes,
+// serialise on the row's lock and never take more than takeCount.
+func (s *store) Take(ctx context.Context, t *lottery.Take, takeCount int) error {
+	if t == nil || t.ID <= 0 || t.UserID == "" || t.ActivityID <= 0 || takeCount < 1 {
+		return fmt.Errorf("orders: take: %w: need a take with id, user and activity, and takeCount >= 1", lottery.ErrInvalid)
+	}
+	at := t.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	atMS := toMS(at)
+	db, tb := s.router.Route(t.UserID)
+	var nth int
+	err := s.shards[db].w.do(ctx, func(b *batch) error {
+		var err error
+		if nth, err = s.d.decrement(b, tb, t.UserID, t.ActivityID, takeCount); err != nil {
+			return s.d.mapErr(err)
+		}
+		uuid := t.UserID + "_" + strconv.FormatInt(t.ActivityID, 10) + "_" + strconv.Itoa(nth)
+		_, err = b.exec(wInsertTake, tb, t.ID, t.UserID, t.ActivityID, t.StrategyID, nth, uuid, atMS)
+		return s.d.mapErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("orders: take for %s in activity %d: %w", t.UserID, t.ActivityID, err)
+	}
+	t.TakeCount, t.State, t.AwardID, t.At = nth, lottery.TakeUnused, "", fromMS(atMS)
+	return nil
+}
+
+// Draw turns the unused take t into a draw: in one transaction on the user's
+// shard it marks the take used with the award of o (ErrTakeUsed, with nothing
+// written, if it already was; ErrNotFound if there is no such take) and, for
+// a win (o != nil), inserts the order with mq_state init and grant_state
+// pending, its uuid being the take id. The caller sets o.ID (a snowflake id),
+// the strategy and award fields, Module, Seed and At (now when zero); Draw
+// fills o.UserID, TakeID, ActivityID and StrategyID from t when empty and
+// sets the stored state back into o and t. An order id that exists is
+// ErrConflict.
+func (s *store) Draw(ctx context.Context, t *lottery.Take, o *lottery.Order) error {
+	if t == nil || t.ID <= 0 || t.UserID == "" {
+		return fmt.Errorf("orders: draw: %w: need a take with id and user", lottery.ErrInvalid)
+	}
+	var (
+		awardID string
+		ord     lottery.Order
+	)
+	if o != nil {
+		ord = *o
+		if ord.UserID == "" {
+			ord.UserID = t.UserID
+		}
+		if ord.TakeID == 0 {
+			ord.TakeID = t.ID
+		}
+		if ord.ActivityID == 0 {
+			ord.ActivityID = t.ActivityID
+		}
+		if ord.StrategyID == 0 {
+			ord.StrategyID = t.StrategyID
+		}
+		if ord.At.IsZero() {
+			ord.At = time.Now()
+		}
+		if ord.ID <= 0 || ord.UserID != t.UserID || ord.TakeID != t.ID || ord.Award.ID == "" {
+			return fmt.Errorf("orders: draw of take %d: %w: the order needs an id and an award, and the take's user and id", t.ID, lottery.ErrInvalid)
+		}
+		ord.MQState, ord.GrantState, ord.At = lottery.MQInit, lottery.GrantPending, fromMS(toMS(ord.At))
+		awardID = ord.Award.ID
+	}
+	now := toMS(time.Now())
+	db, tb := s.router.Route(t.UserID)
+	err := s.shards[db].w.do(ctx, func(b *batch) error {
+		n, err := b.exec(wUseTake, tb, awardID, t.ID, t.UserID)
+		if err != nil {
+			return s.d.mapErr(err)
+		}
+		if n == 0 {
+			var state int
+			if err := b.queryRow(wTakeState, tb, t.ID, t.UserID).Scan(&state); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return lottery.ErrNotFound
+				}
+				return err
+			}
+			return lottery.ErrTakeUsed
+		}
+		if o == nil {
+			return nil
+		}
+		_, err = b.exec(wInsertOrder, tb, ord.ID, ord.UserID, ord.ActivityID, ord.StrategyID, ord.Mode, ord.GrantType,
+			toMS(ord.GrantDate), ord.GrantState, ord.Award.ID, ord.Award.Type, ord.Award.Name, ord.Award.Content,
+			ord.TakeID, ord.Module, int64(ord.Seed), toMS(ord.At), now)
+		return s.d.mapErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("orders: draw of take %d for %s: %w", t.ID, t.UserID, err)
+	}
+	t.State, t.AwardID = lottery.TakeUsed, awardID
+	if o != nil {
+		*o = ord
+	}
+	return nil
+}
+
+// ---- Outbox and Granter ----
+
+// maxInList bounds the ids of one SetMQState statement.
+const maxInList = 256
+
+// SetMQState sets the outbox state of refs: one write per shard database
+// (they run in parallel), each in that database's next group commit and
+// each one UPDATE per table and up to maxInList orders, so marking a relay's
+// batch costs a few statements, not one per order. Unknown orders are
+// skipped.
+func (s *store) SetMQState(ctx context.Context, refs []lottery.OrderRef, state lottery.MQState) error {
+	if state < lottery.MQInit || state > lottery.MQFailed {
+		return fmt.Errorf("orders: set mq_state: %w: state %d", lottery.ErrInvalid, state)
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	// byTable[db][tb] lists the refs of one table.
+	byTable := make([][][]lottery.OrderRef, s.router.DBCount)
+	for _, r := range refs {
+		db, tb := s.router.Route(r.UserID)
+		if byTable[db] == nil {
+			byTable[db] = make([][]lottery.OrderRef, s.router.TBCount)
+		}
+		byTable[db][tb] = append(byTable[db][tb], r)
+	}
+	now := toMS(time.Now())
+	errs := make([]error, len(byTable))
+	var wg sync.WaitGroup
+	for db, tables := range byTable {
+		if tables == nil {
+			continue
+		}
+		wg.Go(func() {
+			errs[db] = s.shards[db].w.do(ctx, func(b *batch) error {
+				for tb, refs := range tables {
+					for chunk := range slices.Chunk(refs, maxInList) {
+						if _, err := b.execSQL(setMQSQL(tb, len(chunk)), setMQArgs(state, now, chunk)...); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("orders: set mq_state %d of %d orders: %w", state, len(refs), err)
+	}
+	return nil
+}
+
+// setMQSQL updates n orders of table tb by order id. Order ids are unique;
+// the user ids only keep a wrong ref from touching another user's order.
+func setMQSQL(tb, n int) string {
+	marks := strings.Repeat("?, ", n-1) + "?"
+	return `UPDATE ` + ShardTable(TableExport, tb) + ` SET mq_state = ?, update_time = ?
+		WHERE order_id IN (` + marks + `) AND user_id IN (` + marks + `)`
+}
+
+func setMQArgs(state lottery.MQState, now int64, refs []lottery.OrderRef) []any {
+	args := make([]any, 0, 2+2*len(refs))
+	args = append(args, state, now)
+	for _, r := range refs {
+		args = append(args, r.OrderID)
+	}
+	for _, r := range refs {
+		args = append(args, r.UserID)
+	}
+	return args
+}
+
+// orderColumns is the column list scanOrder reads.
+const orderColumns = `order_id, user_id, activity_id, strategy_id, strategy_mode, grant_type, grant_date, grant_state,
+	award_id, award_type, award_name, award_content, uuid, mq_state, module, seed, order_time`
+
+func scanOrder(sc interface{ Scan(...any) error }) (lottery.Order, error) {
+	var (
+		o                        lottery.Order
+		grantDate, seed, orderAt int64
+	)
+	err := sc.Scan(&o.ID, &o.UserID, &o.ActivityID, &o.StrategyID, &o.Mode, &o.GrantType, &grantDate, &o.GrantState,
+		&o.Award.ID, &o.Award.Type, &o.Award.Name, &o.Award.Content, &o.TakeID, &o.MQState, &o.Module, &seed, &orderAt)
+	o.GrantDate, o.Seed, o.At = fromMS(grantDate), uint64(seed), fromMS(orderAt)
+	return o, err
+}
+
+// queryOrders appends the orders a query returns.
+func queryOrders(ctx context.Context, db *sql.DB, dst []lottery.Order, query string, args ...any) ([]lottery.Order, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return dst, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, o)
+	}
+	return dst, rows.Err()
+}
+
+// Pending returns the orders the compensation scan must (re)send: mq_state
+// failed whatever their age, and mq_state init with an order time before
+// staleBefore, across every shard, oldest first, at most limit of them.
+// Each table is read as two walks of its (mq_state, order_time) index that
+// stop at the limit, so a large backlog (the broker down for an hour) costs
+// no sort of it all.
+func (s *store) Pending(ctx context.Context, staleBefore time.Time, limit int) ([]lottery.Order, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("orders: pending: %w: limit %d", lottery.ErrInvalid, limit)
+	}
+	var out []lottery.Order
+	for _, sh := range s.shards {
+		for tb := range s.router.TBCount {
+			var err error
+			out, err = queryOrders(ctx, sh.rdb, out, s.d.pendingSQL(tb), limit, toMS(staleBefore), limit, limit)
+			if err != nil {
+				return nil, fmt.Errorf("orders: pending in %s: %w", sh.name, unavailable(err))
+			}
+		}
+	}
+	sortOrders(out, false)
+	if len(out) > limit {
+		out = out[:limit:limit]
+	}
+	return out, nil
+}
+
+// sortOrders sorts by order time and id, ascending or descending.
+func sortOrders(os []lottery.Order, desc bool) {
+	slices.SortFunc(os, func(a, b lottery.Order) int {
+		c := cmp.Or(a.At.Compare(b.At), cmp.Compare(a.ID, b.ID))
+		if desc {
+			return -c
+		}
+		return c
+	})
+}
+
+// Grant moves the order's grant_state from pending to done and reports
+// whether this call made the move (false for a repeated delivery). An
+// unknown order is ErrNotFound.
+func (s *store) Grant(ctx context.Context, ref lottery.OrderRef) (bool, error) {
+	db, tb := s.router.Route(ref.UserID)
+	now := toMS(time.Now())
+	var moved bool
+	err := s.shards[db].w.do(ctx, func(b *batch) error {
+		moved = false
+		n, err := b.exec(wGrant, tb, now, ref.OrderID, ref.UserID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			moved = true
+			return nil
+		}
+		var one int
+		if err := b.queryRow(wOrderExists, tb, ref.OrderID, ref.UserID).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return lottery.ErrNotFound
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("orders: grant order %d of %s: %w", ref.OrderID, ref.UserID, err)
+	}
+	return moved, nil
+}
+
+// ---- Ledger ----
+
+// Usage counts an activity's takes (all states) and its orders per award id
+// across every shard: the durable used counts the stock is provisioned from.
+func (s *store) Usage(ctx context.Context, activityID int64) (lottery.Usage, error) {
+	u := lottery.Usage{Awards: map[string]int64{}}
+	for _, sh := range s.shards {
+		for tb := range s.router.TBCount {
+			var n int64
+			if err := sh.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+ShardTable(TableTake, tb)+` WHERE activity_id = ?`,
+				activityID).Scan(&n); err != nil {
+				return lottery.Usage{}, fmt.Errorf("orders: usage of activity %d in %s: %w", activityID, sh.name, unavailable(err))
+			}
+			u.Takes += n
+			if err := countByAward(ctx, sh.rdb, tb, activityID, u.Awards); err != nil {
+				return lottery.Usage{}, fmt.Errorf("orders: usage of activity %d in %s: %w", activityID, sh.name, unavailable(err))
+			}
+		}
+	}
+	return u, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// countByAward adds the activity's orders in export table tb to m by award id.
+func countByAward(ctx context.Context, q querier, tb int, activityID int64, m map[string]int64) error {
+	rows, err := q.QueryContext(ctx, `SELECT award_id, COUNT(*) FROM `+ShardTable(TableExport, tb)+`
+		WHERE activity_id = ? GROUP BY award_id`, activityID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			n  int64
+		)
+		if err := rows.Scan(&id, &n); err != nil {
+			return err
+		}
+		m[id] += n
+	}
+	return rows.Err()
+}
+
+// UserOrders returns the user's orders, newest first, at most limit.
+func (s *store) UserOrders(ctx context.Context, userID string, limit int) ([]lottery.Order, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("orders: orders of %s: %w: limit %d", userID, lottery.ErrInvalid, limit)
+	}
+	db, tb := s.router.Route(userID)
+	out, err := queryOrders(ctx, s.shards[db].rdb, nil, `SELECT `+orderColumns+` FROM `+ShardTable(TableExport, tb)+`
+		WHERE user_id = ? ORDER BY order_time DESC, order_id DESC LIMIT ?`, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("orders: orders of %s: %w", userID, unavailable(err))
+	}
+	return out, nil
+}
+
+// ---- helpers ----
+
+// toMS stores a time as unix milliseconds; the zero time is 0.
+func toMS(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMS is the inverse of toMS, in UTC.
+func fromMS(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// unavailable marks a store failure as ErrUnavailable, leaving context
+// errors as they are.
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", lottery.ErrUnavailable, err)
+}
+
+// storeErr maps err with the dialect: a domain outcome (ErrConflict,
+// ErrInvalid) stays one, anything else is a store failure (ErrUnavailable).
+func (s *store) storeErr(err error) error {
+	err = s.d.mapErr(err)
+	if errors.Is(err, lottery.ErrConflict) || errors.Is(err, lottery.ErrInvalid) {
+		return err
+	}
+	return unavailable(err)
+}
