@@ -22,6 +22,7 @@ type ordersStore interface {
 	lottery.CatalogAdmin
 	lottery.Ledger
 	Audit(ctx context.Context, activityID int64) (orders.Audit, error)
+	lottery.SurplusWriter
 	WriteStats() orders.WriteStats
 	Close() error
 }
@@ -46,7 +47,7 @@ type memoryStock struct{ *stock.Memory }
 func (memoryStock) Close() error { return nil }
 
 // openOrders opens the configured orders backend.
-func openOrders(_ context.Context, cfg configs.Config) (ordersStore, error) {
+func openOrders(ctx context.Context, cfg configs.Config) (ordersStore, error) {
 	router, err := orders.NewRouter(cfg.Orders.DBCount, cfg.Orders.TBCount)
 	if err != nil {
 		return nil, err
@@ -54,6 +55,12 @@ func openOrders(_ context.Context, cfg configs.Config) (ordersStore, error) {
 	switch cfg.Orders.Backend {
 	case "sqlite":
 		st, err := orders.OpenSQLite(filepath.Join(cfg.DataDir, "orders"), router)
+		if err != nil {
+			return nil, fmt.Errorf("orders: %w", err)
+		}
+		return st, nil
+	case "mysql":
+		st, err := orders.OpenMySQL(ctx, orders.MySQLConfig{Base: cfg.Orders.MySQL.Base, Shards: cfg.Orders.MySQL.Shards, Router: router})
 		if err != nil {
 			return nil, fmt.Errorf("orders: %w", err)
 		}
@@ -82,4 +89,14 @@ func openEvents(_ context.Context, cfg configs.Config) (eventStore, error) {
 		return ev, nil
 	}
 	return nil, fmt.Errorf("analytics backend %q is not available in this build", cfg.Analytics.Backend)
+}
+
+// Migrate creates or updates the configured orders store's databases and
+// tables (opening a store migrates it) and closes it.
+func Migrate(ctx context.Context, cfg configs.Config) error {
+	st, err := openOrders(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return st.Close()
 }

@@ -308,10 +308,7 @@ func (s *Server) compensationJob(ctx context.Context) {
 // reconcileJob writes the stock port's view into the database's surplus
 // columns, when the orders store keeps them.
 func (s *Server) reconcileJob(ctx context.Context) {
-	w, ok := s.store.(lottery.SurplusWriter)
-	if !ok {
-		return
-	}
+	w := s.store
 	s.every(ctx, s.cfg.Jobs.ReconcileEvery, func() {
 		if _, err := s.svc.Reconcile(ctx, w); err != nil && ctx.Err() == nil {
 			s.log.Warn("stock reconciliation", "err", err)

@@ -21,7 +21,6 @@ import (
 	"github.com/flashlottery/lottery/configs"
 	"github.com/flashlottery/lottery/invoice"
 	"github.com/flashlottery/lottery/loadgen"
-	"github.com/flashlottery/lottery/orders"
 	"github.com/flashlottery/lottery/server"
 )
 
@@ -153,19 +152,10 @@ func migrate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	router, err := orders.NewRouter(cfg.Orders.DBCount, cfg.Orders.TBCount)
-	if err != nil {
+	if err := server.Migrate(ctx, cfg); err != nil {
 		return err
 	}
-	st, err := orders.OpenSQLite(filepath.Join(cfg.DataDir, "orders"), router)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("migrated %s (%d databases x %d tables)\n", filepath.Join(cfg.DataDir, "orders"), cfg.Orders.DBCount, cfg.Orders.TBCount)
+	fmt.Printf("migrated the %s orders store (%d databases x %d tables)\n", cfg.Orders.Backend, cfg.Orders.DBCount, cfg.Orders.TBCount)
 	return nil
 }
 
