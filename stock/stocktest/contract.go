@@ -43,6 +43,7 @@ func Run(t *testing.T, newStock func(t *testing.T) Store) {
 		{"ZeroTotal", testZeroTotal},
 		{"Settle", testSettle},
 		{"Hammer", testHammer},
+		{"HammerManyKeys", testHammerManyKeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -414,4 +415,86 @@ func hammer(t *testing.T, s Store, key lottery.StockKey, total int64, workers in
 	}
 	wantLeft(t, s, key, 0)
 	wantSoldOut(t, s, key)
+}
+
+// testHammerManyKeys has many goroutines race for several keys at once, an
+// activity and its awards, with releases: concurrent reservations of
+// different keys (which a batching adapter sends together) must not mix up
+// their counts. Each worker draws a random key among those it has not yet
+// seen sold out, and stops when it has seen them all sold out; every key
+// ends with exactly its total held.
+func testHammerManyKeys(t *testing.T, s Store) {
+	total, workers := int64(300), 32
+	if testing.Short() {
+		total, workers = 50, 8
+	}
+	keys := []lottery.StockKey{
+		{Activity: 117},
+		{Activity: 117, Award: "a1"},
+		{Activity: 117, Award: "a2"},
+		{Activity: 118, Award: "a1"},
+	}
+	for i, key := range keys {
+		provision(t, s, key, total+int64(i), 0)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	held := make([]atomic.Int64, len(keys))
+	var (
+		errMu    sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		cancel()
+	}
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 118))
+			open := []int{0, 1, 2, 3}
+			for len(open) > 0 && ctx.Err() == nil {
+				j := rng.IntN(len(open))
+				i := open[j]
+				r, err := s.Reserve(ctx, keys[i])
+				if errors.Is(err, lottery.ErrSoldOut) {
+					open = append(open[:j], open[j+1:]...)
+					continue
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+				if r.Key != keys[i] {
+					fail(errors.New("reservation of another key"))
+					return
+				}
+				if n := held[i].Add(1); n > total+int64(i) {
+					fail(errors.New("oversold"))
+					return
+				}
+				if rng.IntN(10) == 0 {
+					held[i].Add(-1)
+					if err := s.Release(ctx, r); err != nil {
+						fail(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatal(firstErr)
+	}
+	for i, key := range keys {
+		if got, want := held[i].Load(), total+int64(i); got != want {
+			t.Errorf("key %v: %d held, want exactly the total %d", key, got, want)
+		}
+		wantLeft(t, s, key, 0)
+	}
 }
