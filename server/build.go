@@ -74,6 +74,16 @@ func openStock(cfg configs.Config) (stockStore, error) {
 	switch cfg.Stock.Backend {
 	case "memory":
 		return memoryStock{stock.NewMemory()}, nil
+	case "redis":
+		r := cfg.Stock.Redis
+		st, err := stock.NewRedis(stock.RedisConfig{
+			Addr: r.Addr, Password: r.Password, DB: r.DB, Prefix: r.Prefix, Mode: r.Mode, Shards: r.Shards,
+			DialTimeout: r.Timeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("stock: %w", err)
+		}
+		return st, nil
 	}
 	return nil, fmt.Errorf("stock backend %q is not available in this build", cfg.Stock.Backend)
 }
