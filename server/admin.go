@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/sdk/abi"
 )
 
 // authorized checks the admin bearer token in constant time.
@@ -113,6 +114,12 @@ func (s *Server) handleDeploy(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
+	if st.Module != "" {
+		if v, ok := s.modules.Active(st.Module); !ok || v.Kind != abi.KindDraw {
+			s.fail(ctx, fmt.Errorf("%w: drawModule %q is not an uploaded draw module (GET /api/v1/modules lists them)", lottery.ErrInvalid, st.Module))
+			return
+		}
+	}
 	a := req.Activity.domain()
 	if err := s.svc.Deploy(ctx, a, st); err != nil {
 		s.fail(ctx, err)
@@ -196,21 +203,6 @@ func (s *Server) handleUserOrders(ctx *fasthttp.RequestCtx, userID string) {
 		orders = []lottery.Order{}
 	}
 	s.writeJSON(ctx, http.StatusOK, map[string]any{"orders": orders})
-}
-
-func (s *Server) handleSummary(ctx *fasthttp.RequestCtx) {
-	id, err := queryInt(ctx, "activityId", -1, 1, 1<<62)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	from, to := time.Unix(0, 0).UTC(), time.Now().Add(time.Hour).UTC()
-	sum, err := s.events.Summary(ctx, id, from, to)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	s.writeJSON(ctx, http.StatusOK, sum)
 }
 
 // queryInt reads an integer query parameter within [lo, hi]; def < lo means required.

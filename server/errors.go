@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/wasm"
 )
 
 // apiError is the JSON body of every error answer.
@@ -44,6 +45,8 @@ var errorTable = []struct {
 	{lottery.ErrBadTransition, http.StatusConflict, codeTransition, ""},
 	{lottery.ErrConflict, http.StatusConflict, codeConflict, ""},
 	{lottery.ErrTakeUsed, http.StatusConflict, codeConflict, ""},
+	{wasm.ErrDrawUnavailable, http.StatusServiceUnavailable, "draw_unavailable", lottery.OutcomeError},
+	{wasm.ErrRuleUnavailable, http.StatusServiceUnavailable, "rule_unavailable", lottery.OutcomeError},
 	{lottery.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable, ""},
 }
 

@@ -86,12 +86,27 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.handleUserOrders(ctx, parts[1])
-	case parts[0] == "analytics" && len(parts) == 2 && parts[1] == "summary":
+	case parts[0] == "modules" && len(parts) == 1:
+		switch method {
+		case fasthttp.MethodGet:
+			s.handleListModules(ctx)
+		case fasthttp.MethodPost:
+			s.handleUpload(ctx)
+		default:
+			s.notAllowed(ctx, "GET, POST")
+		}
+	case parts[0] == "modules" && len(parts) >= 3 && parts[len(parts)-1] == "rollback":
+		if method != fasthttp.MethodPost {
+			s.notAllowed(ctx, "POST")
+			return
+		}
+		s.handleRollback(ctx, strings.Join(parts[1:len(parts)-1], "/"))
+	case parts[0] == "analytics" && len(parts) == 2:
 		if method != fasthttp.MethodGet {
 			s.notAllowed(ctx, "GET")
 			return
 		}
-		s.handleSummary(ctx)
+		s.handleAnalytics(ctx, parts[1])
 	default:
 		s.writeError(ctx, http.StatusNotFound, apiError{Code: codeNotFound, Message: "no route " + path})
 	}

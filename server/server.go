@@ -20,6 +20,7 @@ import (
 	"github.com/flashlottery/lottery/configs"
 	"github.com/flashlottery/lottery/invoice"
 	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/wasm"
 )
 
 // Server is the edge: it owns the adapters, the HTTP server and every
@@ -30,6 +31,7 @@ type Server struct {
 	token string
 
 	svc      *lottery.Service
+	modules  *wasm.Host
 	relay    *lottery.Relay
 	store    ordersStore
 	stock    stockStore
@@ -127,13 +129,16 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	}
 	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery})
 	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout})
+	if s.modules, err = wasm.NewHost(wasm.HostConfig{DataDir: filepath.Join(cfg.DataDir, "modules"), Logger: log}); err != nil {
+		return nil, fmt.Errorf("modules: %w", err)
+	}
 	ids, err := lottery.NewSnowflake(cfg.Node)
 	if err != nil {
 		return nil, err
 	}
 	s.svc, err = lottery.NewService(lottery.Deps{
 		Catalog: s.store, Orders: s.store, Ledger: s.store, Stock: s.stock, Admin: s.stock,
-		Drawer: &lottery.NativeDrawer{}, Events: s.sink, Relay: s.relay, IDs: ids,
+		Drawer: s.modules, Events: s.sink, Relay: s.relay, IDs: ids,
 	}, lottery.ServiceConfig{DrawTimeout: cfg.HTTP.DrawTimeout})
 	if err != nil {
 		return nil, err
@@ -279,6 +284,9 @@ func (s *Server) closeAdapters() error {
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
+	}
+	if s.modules != nil {
+		errs = append(errs, s.modules.Close(context.Background()))
 	}
 	return errors.Join(errs...)
 }
