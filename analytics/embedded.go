@@ -3,6 +3,7 @@ package analytics
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -29,8 +30,10 @@ const (
 	// per activity stays bounded whatever the activity's duration, and
 	// totals stay exact; only from/to lose resolution.
 	maxRows = 1 << 16
-	// maxNamed is the most distinct outcome or award names one activity
-	// keeps; further names are counted under otherName.
+	// maxNamed is the most distinct names of one kind (outcomes, awards,
+	// module version and outcome pairs) one activity keeps, otherName
+	// included: past maxNamed-1 names, further ones are counted under
+	// otherName (see otherKey).
 	maxNamed = 1024
 	// otherName collects names beyond maxNamed.
 	otherName = "_other"
@@ -39,10 +42,18 @@ const (
 // Embedded is the in-process Store and Querier: the default analytics
 // backend, and a product in its own right. It keeps aggregates, not events:
 // per activity, one row per second that saw events (the row's bucket), and
-// one column of counts per outcome, per won award and per latency histogram
-// bucket. A summary adds up a column range, so it costs O(buckets in the
-// window x columns) whatever the number of events. With a directory it
-// appends every inserted batch's aggregate to a log and replays it on open.
+// one column of counts per outcome, per won award, per latency histogram
+// bucket and per (module version, outcome). A query adds up a column range,
+// so it costs O(buckets in the window x columns) whatever the number of
+// events. With a directory it appends every inserted batch's aggregate to a
+// log and replays it on open.
+//
+// Latency percentiles are estimated from the histogram: the midpoint of the
+// bucket holding the exact percentile, so within 12.5% of it (exact below
+// 4 us). Windows are exact to the second while an activity has at most
+// 65536 distinct seconds with events; past that its buckets widen (see
+// maxRows) and a bucket counts in the window, or in a timeline step, by the
+// second it starts at.
 type Embedded struct {
 	wmu sync.Mutex // serialises writers: Insert, compaction, Close
 	log *eventLog  // nil for memory only; guarded by wmu
@@ -60,6 +71,8 @@ const (
 	kindOutcome kind = 1 // events with outcome name
 	kindAward   kind = 2 // won events with award id name
 	kindLatency kind = 3 // events whose latency falls in histogram bucket lat
+	kindModule  kind = 4 // events with the (module name, version, outcome) packed in name by moduleKey
+	kinds            = 5 // one past the last kind
 )
 
 // colKey names a column.
@@ -78,7 +91,7 @@ type series struct {
 	index map[colKey]int
 	keys  []colKey
 	cols  [][]uint64
-	named int // outcome and award columns, for maxNamed
+	named [kinds]int // named columns per kind, for maxNamed
 }
 
 // cell is an aggregated count: n events of activity act in second sec for
@@ -234,8 +247,8 @@ func (e *Embedded) Close() error {
 }
 
 // aggregate turns a batch into cells: per activity and second, one count per
-// outcome, won award and latency bucket. Cells come out ordered by activity
-// and second so that the log groups them.
+// outcome, won award, latency bucket and (module version, outcome). Cells
+// come out ordered by activity and second so that the log groups them.
 func aggregate(events []lottery.Event) []cell {
 	type at struct {
 		act, sec int64
@@ -243,6 +256,8 @@ func aggregate(events []lottery.Event) []cell {
 	}
 	idx := make(map[at]int, 8)
 	cells := make([]cell, 0, 8)
+	// The packed module key is built once per (module, outcome), not per event.
+	modKeys := make(map[[2]string]string, 4)
 	add := func(k at) {
 		if i, ok := idx[k]; ok {
 			cells[i].n++
@@ -258,7 +273,14 @@ func aggregate(events []lottery.Event) []cell {
 		if ev.Outcome == lottery.OutcomeWin && ev.AwardID != "" {
 			add(at{ev.ActivityID, sec, colKey{kind: kindAward, name: ev.AwardID}})
 		}
-		add(at{ev.ActivityID, sec, colKey{kind: kindLatency, lat: latBucket(ev.LatencyUS)}})
+		add(at{ev.ActivityID, sec, colKey{kind: kindLatency, lat: latBucket(min(ev.LatencyUS, math.MaxUint32))}})
+		mk, ok := modKeys[[2]string{ev.Module, string(ev.Outcome)}]
+		if !ok {
+			name, version := SplitModule(ev.Module)
+			mk = moduleKey(name, version, string(ev.Outcome))
+			modKeys[[2]string{ev.Module, string(ev.Outcome)}] = mk
+		}
+		add(at{ev.ActivityID, sec, colKey{kind: kindModule, name: mk}})
 	}
 	slices.SortStableFunc(cells, func(a, b cell) int {
 		return cmp.Or(cmp.Compare(a.act, b.act), cmp.Compare(a.sec, b.sec))
@@ -323,16 +345,16 @@ func (s *series) col(key colKey) int {
 	if c, ok := s.index[key]; ok {
 		return c
 	}
-	if key.kind != kindLatency && key.name != otherName {
+	if key.kind != kindLatency && !isOther(key) {
 		// The overflow column does not count, so a replay that meets the
 		// names in another order folds the same ones.
-		if s.named >= maxNamed {
-			key.name = otherName
+		if s.named[key.kind] >= maxNamed-1 {
+			key = otherKey(key)
 			if c, ok := s.index[key]; ok {
 				return c
 			}
 		} else {
-			s.named++
+			s.named[key.kind]++
 		}
 	}
 	c := len(s.keys)
@@ -424,4 +446,196 @@ func quantile(hist *[latBuckets]uint64, q float64) int64 {
 		}
 	}
 	return latMid(latBuckets - 1)
+}
+
+// moduleKey packs a module name, version and outcome into a column name:
+// uvarint(len(name)) name uvarint(len(version)) version outcome.
+func moduleKey(name, version, outcome string) string {
+	b := make([]byte, 0, 2*binary.MaxVarintLen64+len(name)+len(version)+len(outcome))
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	b = append(b, name...)
+	b = binary.AppendUvarint(b, uint64(len(version)))
+	b = append(b, version...)
+	b = append(b, outcome...)
+	return string(b)
+}
+
+// parseModuleKey unpacks a moduleKey; ok is false for a malformed key.
+func parseModuleKey(key string) (name, version, outcome string, ok bool) {
+	d := decoder{p: []byte(key)}
+	name = d.string()
+	version = d.string()
+	if d.err != nil {
+		return "", "", "", false
+	}
+	return name, version, string(d.p), true
+}
+
+// isOther reports whether key is an overflow column.
+func isOther(key colKey) bool {
+	if key.kind == kindModule {
+		name, version, _, ok := parseModuleKey(key.name)
+		return ok && name == otherName && version == ""
+	}
+	return key.name == otherName
+}
+
+// otherKey returns the overflow column that folds key: "_other" for an
+// outcome or award, and the module "_other" with the same outcome for a
+// module column, so that module draws keep their outcome.
+func otherKey(key colKey) colKey {
+	if key.kind == kindModule {
+		_, _, outcome, _ := parseModuleKey(key.name)
+		return colKey{kind: kindModule, name: moduleKey(otherName, "", outcome)}
+	}
+	return colKey{kind: key.kind, name: otherName}
+}
+
+// scan calls fn with every column of an activity and its sum over the rows
+// in [lo, hi) while holding the read lock; columns that sum to zero are
+// skipped. It returns ErrClosed after Close.
+func (e *Embedded) scan(ctx context.Context, activityID, lo, hi int64, fn func(k colKey, n uint64)) error {
+	return e.rows(ctx, activityID, lo, hi, func(s *series, r0, r1 int) {
+		for c, k := range s.keys {
+			var n uint64
+			for _, v := range s.cols[c][r0:r1] {
+				n += v
+			}
+			if n != 0 {
+				fn(k, n)
+			}
+		}
+	})
+}
+
+// rows calls fn with an activity's series and the range of its rows that
+// start in [lo, hi), under the read lock, if that range is not empty.
+func (e *Embedded) rows(ctx context.Context, activityID, lo, hi int64, fn func(s *series, r0, r1 int)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	s := e.acts[activityID]
+	if s == nil || lo >= hi {
+		return nil
+	}
+	r0, _ := slices.BinarySearch(s.secs, lo)
+	r1, _ := slices.BinarySearch(s.secs, hi)
+	if r0 < r1 {
+		fn(s, r0, r1)
+	}
+	return nil
+}
+
+// Awards counts the won draws of an activity per award (see Querier).
+func (e *Embedded) Awards(ctx context.Context, activityID int64, from, to time.Time) ([]AwardCount, error) {
+	w, err := checkWindow(activityID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := []AwardCount{}
+	err = e.scan(ctx, w.act, w.lo, w.hi, func(k colKey, n uint64) {
+		if k.kind == kindAward {
+			out = append(out, AwardCount{AwardID: k.name, Count: int64(n)})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortAwards(out)
+	return out, nil
+}
+
+// Timeline counts the draws and wins of an activity per step (see Querier).
+func (e *Embedded) Timeline(ctx context.Context, activityID int64, from, to time.Time, step time.Duration) ([]TimelinePoint, error) {
+	w, err := checkWindow(activityID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	st, err := checkStep(w, step)
+	if err != nil {
+		return nil, err
+	}
+	pts := w.timeline(st)
+	err = e.rows(ctx, w.act, w.lo, w.hi, func(s *series, r0, r1 int) {
+		for c, k := range s.keys {
+			if k.kind != kindOutcome {
+				continue
+			}
+			win := k.name == string(lottery.OutcomeWin)
+			for r, v := range s.cols[c][r0:r1] {
+				if v == 0 {
+					continue
+				}
+				p := &pts[s.secs[r0+r]/st-w.lo/st]
+				p.Draws += int64(v)
+				if win {
+					p.Wins += int64(v)
+				}
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	finishTimeline(w, st, pts)
+	return pts, nil
+}
+
+// Latency estimates the latency percentiles of an activity from its
+// histogram: each is the midpoint of the bucket holding the exact
+// percentile, within 12.5% of it (see Querier).
+func (e *Embedded) Latency(ctx context.Context, activityID int64, from, to time.Time) (Latency, error) {
+	w, err := checkWindow(activityID, from, to)
+	if err != nil {
+		return Latency{}, err
+	}
+	lat := Latency{ActivityID: activityID, From: from, To: to}
+	var hist [latBuckets]uint64
+	err = e.scan(ctx, w.act, w.lo, w.hi, func(k colKey, n uint64) {
+		if k.kind == kindLatency {
+			hist[k.lat] += n
+			lat.Count += int64(n)
+		}
+	})
+	if err != nil {
+		return Latency{}, err
+	}
+	lat.P50US = quantile(&hist, 0.50)
+	lat.P90US = quantile(&hist, 0.90)
+	lat.P99US = quantile(&hist, 0.99)
+	return lat, nil
+}
+
+// Modules counts the outcomes of an activity's draws per draw module
+// version (see Querier).
+func (e *Embedded) Modules(ctx context.Context, activityID int64, from, to time.Time) ([]ModuleOutcomes, error) {
+	w, err := checkWindow(activityID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	groups := make(map[[2]string]map[string]int64)
+	err = e.scan(ctx, w.act, w.lo, w.hi, func(k colKey, n uint64) {
+		if k.kind != kindModule {
+			return
+		}
+		name, version, outcome, ok := parseModuleKey(k.name)
+		if !ok {
+			return
+		}
+		g := groups[[2]string{name, version}]
+		if g == nil {
+			g = make(map[string]int64)
+			groups[[2]string{name, version}] = g
+		}
+		g[outcome] += int64(n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return finishModules(groups), nil
 }

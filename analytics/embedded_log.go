@@ -23,6 +23,12 @@ import (
 //	group   = varint(activity) varint(second) uvarint(cells) cell*
 //	cell    = kind:byte (lat:byte | uvarint(len) name) uvarint(count)
 //
+// A cell's kind is 1 outcome, 2 award, 3 latency bucket or 4 module (its
+// name packs the module name, version and outcome, see moduleKey). Kind 4
+// came later: a log without it replays, and its draws simply count under
+// no module version; a version of the store that predates it refuses such
+// a log instead of losing data.
+//
 // A record holds a batch's aggregate, not its events, so a batch of
 // thousands of draws in one second is a few hundred bytes. Replay applies
 // the records in order and stops at the first one that is short or fails its
@@ -341,7 +347,7 @@ func decodeRecord(p []byte, e *Embedded) error {
 					if d.err == nil && int(c.key.lat) >= latBuckets {
 						d.err = fmt.Errorf("bad latency bucket %d", c.key.lat)
 					}
-				case kindOutcome, kindAward:
+				case kindOutcome, kindAward, kindModule:
 					c.key.name = d.string()
 				default:
 					d.err = fmt.Errorf("bad column kind %d", c.key.kind)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	"github.com/flashlottery/lottery/analytics"
 	"github.com/flashlottery/lottery/configs"
@@ -37,7 +36,7 @@ type stockStore interface {
 // eventStore is what the server needs from an analytics backend.
 type eventStore interface {
 	analytics.Store
-	Summary(ctx context.Context, activityID int64, from, to time.Time) (analytics.Summary, error)
+	analytics.Querier
 	Close() error
 }
 

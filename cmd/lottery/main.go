@@ -33,6 +33,8 @@ usage:
                                                                     drive draws and verify stock, prizes, orders and invoices
   lottery bare    [--addr HOST:PORT]                                a bare fasthttp handler, the benchmark baseline
   lottery benchsuite [--out BENCHMARKS.md]                          bare handler vs the draw endpoint (make bench)
+  lottery analytics summary|awards|timeline|latency|modules --activity ID [--from T] [--to T] [--step D]
+                                                                    print an analytics query of a running edge
   lottery worker  [--config FILE] [--metrics HOST:PORT]              the prize distributor apart from the edges (needs kafka.brokers)
   lottery broker  [--addr HOST:PORT] [--data DIR]                   a standalone Kafka-protocol broker (kfake) for machines without Kafka
 `
@@ -60,6 +62,8 @@ func main() {
 		err = broker(ctx, os.Args[2:])
 	case "worker":
 		err = worker(ctx, os.Args[2:])
+	case "analytics":
+		err = analyticsCmd(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

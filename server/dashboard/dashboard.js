@@ -85,11 +85,11 @@ async function poll() {
     const pts = tl.points || [];
     // The last whole second: the newest point is still filling.
     const last = pts.length > 1 ? pts[pts.length - 2] : pts[pts.length - 1];
-    const rate = last ? last.draws / Math.max(1, tl.stepSeconds || 1) : 0;
+    const rate = last ? (last.drawsPerSecond || 0) : 0;
     push(state.rate, rate); line($("rate"), state.rate, "#37c"); $("rate-now").textContent = rate.toFixed(0) + " draws/s";
     push(state.stock, act.activity.stockLeft); line($("stock"), state.stock, "#2a7");
     $("stock-now").textContent = `${act.activity.stockLeft} of ${act.activity.stockCount}`;
-    const rows = (aw.awards || []).map((a) => ({ awardId: a.awardId, observed: a.observed || 0, expected: a.expected || 0, count: a.count, deviation: a.deviation || 0 }));
+    const rows = (aw.awards || []).map((a) => ({ awardId: a.awardId, observed: a.observed || 0, expected: a.rate || 0, count: a.count, deviation: a.deviation || 0 }));
     bars($("awards"), rows);
     $("awards-table").innerHTML = "<tr><th>award</th><th>prizes</th><th>observed</th><th>configured</th><th>deviation</th></tr>" +
       rows.map((r) => `<tr><td>${r.awardId}</td><td>${r.count}</td><td>${(100 * r.observed).toFixed(2)}%</td><td>${(100 * r.expected).toFixed(2)}%</td><td>${(100 * r.deviation).toFixed(2)}%</td></tr>`).join("");

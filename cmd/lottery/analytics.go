@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// analyticsCmd asks a running edge's analytics endpoint and prints the
+// answer as a table: `lottery analytics summary|awards|timeline|latency|modules`.
+func analyticsCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return fmt.Errorf("usage: lottery analytics summary|awards|timeline|latency|modules --activity ID [--from T] [--to T] [--step D] [--url URL] [--token T] [--json]")
+	}
+	name := args[0]
+	fs := flag.NewFlagSet("analytics "+name, flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "edge base URL")
+	token := fs.String("token", "", "admin token (default: $LOTTERY_ADMIN_TOKEN or DATA/admin.token)")
+	data := fs.String("data", "data", "the edge's data directory, to find admin.token")
+	activity := fs.Int64("activity", 100001, "activity id")
+	from := fs.String("from", "", "window start: RFC 3339 or unix seconds (default: an hour ago)")
+	to := fs.String("to", "", "window end (default: now)")
+	step := fs.String("step", "", "timeline step, e.g. 10s (default: the window over 600 points)")
+	asJSON := fs.Bool("json", false, "print the JSON answer")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	tok := *token
+	if tok == "" {
+		tok = os.Getenv("LOTTERY_ADMIN_TOKEN")
+	}
+	if tok == "" {
+		if b, err := os.ReadFile(filepath.Join(*data, "admin.token")); err == nil {
+			tok = strings.TrimSpace(string(b))
+		}
+	}
+	q := url.Values{"activityId": {fmt.Sprint(*activity)}}
+	for k, v := range map[string]string{"from": *from, "to": *to, "step": *step} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*base, "/")+"/api/v1/analytics/"+name+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if *asJSON {
+		_, err := os.Stdout.Write(append(body, '\n'))
+		return err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return err
+	}
+	return printAnalytics(os.Stdout, name, m)
+}
+
+// printAnalytics renders an analytics answer: scalar fields as lines, the
+// one list of rows (awards, points, modules) as a table.
+func printAnalytics(w io.Writer, name string, m map[string]any) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var rows []any
+	var rowsName string
+	for _, k := range keys {
+		switch v := m[k].(type) {
+		case []any:
+			rows, rowsName = v, k
+		case map[string]any:
+			fmt.Fprintf(tw, "%s:\n", k)
+			sub := make([]string, 0, len(v))
+			for sk := range v {
+				sub = append(sub, sk)
+			}
+			sort.Strings(sub)
+			for _, sk := range sub {
+				fmt.Fprintf(tw, "  %s\t%v\n", sk, v[sk])
+			}
+		default:
+			fmt.Fprintf(tw, "%s\t%v\n", k, v)
+		}
+	}
+	if rowsName != "" {
+		fmt.Fprintf(tw, "\n%s %s (%d):\n", name, rowsName, len(rows))
+		var cols []string
+		for i, r := range rows {
+			row, ok := r.(map[string]any)
+			if !ok {
+				continue
+			}
+			if i == 0 {
+				for k := range row {
+					cols = append(cols, k)
+				}
+				sort.Strings(cols)
+				fmt.Fprintln(tw, strings.Join(cols, "\t"))
+			}
+			vals := make([]string, len(cols))
+			for j, c := range cols {
+				vals[j] = fmt.Sprint(row[c])
+			}
+			fmt.Fprintln(tw, strings.Join(vals, "\t"))
+		}
+	}
+	return tw.Flush()
+}
