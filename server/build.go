@@ -88,7 +88,7 @@ func openStock(cfg configs.Config) (stockStore, error) {
 }
 
 // openEvents opens the configured analytics backend.
-func openEvents(_ context.Context, cfg configs.Config) (eventStore, error) {
+func openEvents(ctx context.Context, cfg configs.Config) (eventStore, error) {
 	switch cfg.Analytics.Backend {
 	case "embedded":
 		ev, err := analytics.OpenEmbedded(filepath.Join(cfg.DataDir, "analytics"))
@@ -96,6 +96,17 @@ func openEvents(_ context.Context, cfg configs.Config) (eventStore, error) {
 			return nil, fmt.Errorf("analytics: %w", err)
 		}
 		return ev, nil
+	case "clickhouse":
+		c := cfg.Analytics.ClickHouse
+		ch, err := analytics.OpenClickHouse(ctx, analytics.ClickHouseConfig{Addr: c.Addr, Database: c.Database, Username: c.Username, Password: c.Password})
+		if err != nil {
+			return nil, fmt.Errorf("analytics: %w", err)
+		}
+		if err := ch.Migrate(ctx); err != nil {
+			_ = ch.Close()
+			return nil, fmt.Errorf("analytics: %w", err)
+		}
+		return ch, nil
 	}
 	return nil, fmt.Errorf("analytics backend %q is not available in this build", cfg.Analytics.Backend)
 }
