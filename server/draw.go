@@ -96,6 +96,12 @@ func (s *Server) handleDraw(ctx *fasthttp.RequestCtx) {
 		s.metrics.draw(lottery.OutcomeOf(err), start)
 		return
 	}
+	s.writeDraw(ctx, res)
+	s.metrics.draw(res.Outcome, start)
+}
+
+// writeDraw answers a draw that reached win or lose.
+func (s *Server) writeDraw(ctx *fasthttp.RequestCtx, res *lottery.Result) {
 	out := drawResponse{Outcome: res.Outcome, ActivityID: res.Activity.ID, Module: res.Module, Seed: res.Seed}
 	if res.Take != nil {
 		out.TakeID = res.Take.ID
@@ -105,7 +111,6 @@ func (s *Server) handleDraw(ctx *fasthttp.RequestCtx) {
 		out.Award = &awardJSON{ID: o.Award.ID, Name: o.Award.Name, Type: o.Award.Type, Content: o.Award.Content}
 	}
 	s.writeJSON(ctx, http.StatusOK, &out)
-	s.metrics.draw(res.Outcome, start)
 }
 
 // parseDrawFast matches {"userId":"<printable ASCII, no escapes>","activityId":<1..18 digits>}

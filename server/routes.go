@@ -26,6 +26,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.handleDraw(ctx)
 		return
+	case "/api/v1/draw/rule":
+		if method != fasthttp.MethodPost {
+			s.notAllowed(ctx, "POST")
+			return
+		}
+		s.handleRuleDraw(ctx)
+		return
 	case "/healthz":
 		s.writeJSON(ctx, http.StatusOK, map[string]string{"status": "ok"})
 		return
@@ -101,6 +108,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.handleRollback(ctx, strings.Join(parts[1:len(parts)-1], "/"))
+	case parts[0] == "rules" && len(parts) == 2 && parts[1] == "trees":
+		if method != fasthttp.MethodPost {
+			s.notAllowed(ctx, "POST")
+			return
+		}
+		s.handleTree(ctx)
 	case parts[0] == "analytics" && len(parts) == 2:
 		if method != fasthttp.MethodGet {
 			s.notAllowed(ctx, "GET")
