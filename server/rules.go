@@ -53,9 +53,9 @@ type ruleDrawRequest struct {
 
 var errNoMatch = errors.New("no activity matches")
 
-// parseAttributes turns {"userAge": 23, "userTags": ["a","b"], ...} into
+// ParseAttributes turns {"userAge": 23, "userTags": ["a","b"], ...} into
 // ABI attributes, checking each key's type.
-func parseAttributes(raw map[string]json.RawMessage) ([]abi.Attr, error) {
+func ParseAttributes(raw map[string]json.RawMessage) ([]abi.Attr, error) {
 	if len(raw) > 16 {
 		return nil, fmt.Errorf("%w: at most 16 attributes", lottery.ErrInvalid)
 	}
@@ -109,7 +109,7 @@ func (s *Server) handleRuleDraw(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
-	attrs, err := parseAttributes(req.Attributes)
+	attrs, err := ParseAttributes(req.Attributes)
 	if err != nil {
 		s.fail(ctx, err)
 		return

@@ -35,6 +35,10 @@ usage:
   lottery benchsuite [--out BENCHMARKS.md]                          bare handler vs the draw endpoint (make bench)
   lottery analytics summary|awards|timeline|latency|modules --activity ID [--from T] [--to T] [--step D]
                                                                     print an analytics query of a running edge
+  lottery rules   compile FILE [--out F.wasm] | test FILE --attrs JSON | push FILE
+                                                                    compile, try and upload a rule tree (JSON or YAML)
+  lottery modules list | push NAME draw|rule FILE.wasm | rollback NAME SHA256
+                                                                    manage the Wasm modules of a running edge
   lottery worker  [--config FILE] [--metrics HOST:PORT]              the prize distributor apart from the edges (needs kafka.brokers)
   lottery broker  [--addr HOST:PORT] [--data DIR]                   a standalone Kafka-protocol broker (kfake) for machines without Kafka
 `
@@ -64,6 +68,10 @@ func main() {
 		err = worker(ctx, os.Args[2:])
 	case "analytics":
 		err = analyticsCmd(ctx, os.Args[2:])
+	case "rules":
+		err = rulesCmd(ctx, os.Args[2:])
+	case "modules":
+		err = modulesCmd(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
