@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,125 +12,6 @@ import (
 	"github.com/flashlottery/lottery/configs"
 	"github.com/flashlottery/lottery/loadgen"
 )
-
-// crashToken is the admin token of the drill (LOTTERY_ADMIN_TOKEN).
-const crashToken = "crash-drill-admin-token-0123456789"
-
-// edge is one `lottery serve` process.
-type edge struct {
-	cmd  *exec.Cmd
-	url  string
-	log  *syncBuffer
-	done chan struct{} // closed when the process has exited and been waited for
-	err  error         // Wait's error, once done
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writer and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
-// startEdge runs `bin serve --addr <free> --data dir [args...]` and waits
-// until /readyz answers 200.
-func startEdge(t *testing.T, bin, dir string, args ...string) *edge {
-	t.Helper()
-	addr := freeAddr(t)
-	e := &edge{url: "http://" + addr, log: &syncBuffer{}, done: make(chan struct{})}
-	e.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--data", dir}, args...)...)
-	e.cmd.Env = append(os.Environ(), "LOTTERY_ADMIN_TOKEN="+crashToken)
-	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { // owned: ends when the process exits, which the cleanup ensures
-		e.err = e.cmd.Wait()
-		close(e.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-e.done:
-		default:
-			_ = e.cmd.Process.Kill()
-			<-e.done
-		}
-		if t.Failed() {
-			t.Logf("log of edge %s:\n%s", e.url, tail(e.log.String(), 60))
-		}
-	})
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-e.done:
-			t.Fatalf("edge exited before it was ready: %v\n%s", e.err, e.log.String())
-		default:
-		}
-		resp, err := client.Get(e.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edge not ready after 60s: %v\n%s", err, e.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// wait waits for the process to exit and returns its exit code.
-func (e *edge) wait(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-e.done:
-	case <-time.After(timeout):
-		t.Fatalf("edge %s still running after %s", e.url, timeout)
-	}
-	var ee *exec.ExitError
-	if e.err != nil && !errors.As(e.err, &ee) {
-		t.Fatalf("wait: %v", e.err)
-	}
-	return e.cmd.ProcessState.ExitCode()
-}
-
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
-}
-
-func accepted(r loadgen.Result) int64 {
-	return int64(r.ByOutcome["win"] + r.ByOutcome["lose"])
-}
 
 // TestCrashDrill kills the edge with SIGKILL in the middle of a load, restarts
 // it on the same data directory and checks that nothing was oversold, that
@@ -148,17 +24,10 @@ func TestCrashDrill(t *testing.T) {
 	}
 	ctx := t.Context()
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "lottery")
+	bin := buildLottery(t)
 	data := filepath.Join(tmp, "data")
 
 	t0 := time.Now()
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	t.Logf("build: %s", time.Since(t0).Round(time.Millisecond))
-
-	t0 = time.Now()
 	first := startEdge(t, bin, data)
 	t.Logf("first start, ready: %s", time.Since(t0).Round(time.Millisecond))
 
@@ -223,7 +92,7 @@ func TestCrashDrill(t *testing.T) {
 	}
 
 	t0 = time.Now()
-	rep, err := loadgen.Verify(ctx, second.url, crashToken, configs.DemoActivityID, 30*time.Second)
+	rep, err := loadgen.Verify(ctx, second.url, drillToken, configs.DemoActivityID, 30*time.Second)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
