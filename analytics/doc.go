@@ -118,21 +118,23 @@
 //     resolutions its step is a multiple of, which is why steps from a
 //     minute up are whole minutes and finer ones cover at most six hours.
 //     BenchmarkClickHouse10M loads ten million events as a three-hour flash
-//     sale, a day and a month, and every named query answers in 3-15 ms,
-//     a summary in about 10 ms, the finest timelines in 10-60 ms (a six-hour
-//     window in 3 s steps, per second).
+//     sale, a day and a month, and every named query answers in 3-25 ms
+//     over all of them, the finest timelines in 10-50 ms (the worst: a
+//     six-hour window in 3 s steps of a day's load, read per second).
 //   - Insert through an external table. clickhouse-go's batch insert sends
 //     INSERT ... FORMAT Native, which 18.16 refuses, and Exec of INSERT ...
 //     VALUES hangs; so the batch travels as a native block with the query
 //     and INSERT INTO draw_events SELECT ... FROM batch stores it, one
 //     statement per batch (the views fill the aggregates in the same
 //     statement). Column buffers are pooled, so the Go side costs about
-//     80 ns and no allocation per event. The server spends about 50 ms per
-//     insert whatever its size (three parts written) plus about 0.8 us per
-//     event: 70k events/s in batches of 4096, 630k/s in batches of 65536,
-//     about 500k/s loading ten million. Give the Sink in front of
-//     ClickHouse a BatchSize of 65536 (and a Capacity a few times that) so
-//     a busy edge makes about one insert a second, as ClickHouse prefers.
+//     80 ns and 17 bytes per event. Each insert writes a part to each of
+//     the six tables, so it costs the server about 20 ms whatever its size,
+//     plus about 1 us per event: 190k events/s in batches of 4096, 770k/s
+//     in batches of 65536, 320k-690k/s loading ten million in batches of
+//     100,000 (less where the views aggregate less). On a busy machine the
+//     fixed cost grows several times. Give the Sink in front of ClickHouse
+//     a BatchSize of 65536 (and a Capacity a few times that) so a busy edge
+//     makes about one insert a second, as ClickHouse prefers.
 //   - Failures. OpenClickHouse pings, so a wrong address fails at start;
 //     afterwards a down server fails each insert and query fast
 //     (DialTimeout, a refused connection at once) with an error wrapping
