@@ -200,15 +200,45 @@ func (s *Service) AdvanceStates(ctx context.Context) (int, error) {
 // Now returns the service clock's time.
 func (s *Service) Now() time.Time { return s.cfg.Now() }
 
-// Reconcile is the reconciliation job: for every activity it reads what the
-// stock port says is left and writes it to the database's surplus columns,
-// so reports read from the database agree with the stock that decides. It
-// returns how many activities it updated.
+// Reconcile is the reconciliation job. For every activity in a sale it
+//   - provisions the stock counters again when the stock port lost them;
+//   - gives back units the stock port counts as used but the durable record
+//     does not (reservations of an edge killed mid-draw), once the difference
+//     has stood still, with no new take or order, for two draw timeouts (a
+//     live reservation is turned into a take or released well within one),
+//     through a compare-and-set (StockTrimmer) so that edges reconciling at
+//     once give them back once;
+//   - writes what is left into the database's surplus columns, so reports
+//     read from the database agree with the stock that decides.
+//
+// It returns how many activities it updated.
 func (s *Service) Reconcile(ctx context.Context, w SurplusWriter) (int, error) {
 	n := 0
+	now := s.cfg.Now()
 	err := s.eachActivity(ctx, func(a *Activity) error {
 		if a.State != StateDoing && a.State != StateOpen && a.State != StatePass {
 			return nil // nothing moves outside a sale
+		}
+		st, err := s.d.Catalog.Strategy(ctx, a.StrategyID)
+		if err != nil {
+			return fmt.Errorf("reconcile activity %d: %w", a.ID, err)
+		}
+		if _, err := s.d.Admin.Left(ctx, StockKey{Activity: a.ID}); errors.Is(err, ErrNotFound) {
+			if err := s.provision(ctx, a, st); err != nil {
+				return fmt.Errorf("reconcile activity %d: %w", a.ID, err)
+			}
+		}
+		u, err := s.d.Ledger.Usage(ctx, a.ID)
+		if err != nil {
+			return fmt.Errorf("reconcile activity %d: usage: %w", a.ID, err)
+		}
+		if err := s.releaseLeaks(ctx, StockKey{Activity: a.ID}, a.StockCount, u.Takes, now); err != nil {
+			return fmt.Errorf("reconcile activity %d: %w", a.ID, err)
+		}
+		for _, d := range st.Details {
+			if err := s.releaseLeaks(ctx, StockKey{Activity: a.ID, Award: d.ID}, d.AwardCount, u.Awards[d.ID], now); err != nil {
+				return fmt.Errorf("reconcile activity %d award %s: %w", a.ID, d.ID, err)
+			}
 		}
 		v, err := s.Activity(ctx, a.ID)
 		if err != nil {
@@ -221,4 +251,45 @@ func (s *Service) Reconcile(ctx context.Context, w SurplusWriter) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// leakSeen is what the reconciliation saw of one counter: the units the
+// stock port counted beyond the durable record, and since when.
+type leakSeen struct {
+	used, durable int64
+	since         time.Time
+}
+
+// releaseLeaks gives back the units of key the stock port counts as used
+// beyond the durable record, when that difference has not moved for two
+// draw timeouts.
+func (s *Service) releaseLeaks(ctx context.Context, key StockKey, total, durable int64, now time.Time) error {
+	left, err := s.d.Admin.Left(ctx, key)
+	if err != nil {
+		return err
+	}
+	used := total - left
+	if used <= durable {
+		s.leaks.Delete(key)
+		return nil
+	}
+	seen := leakSeen{used: used, durable: durable, since: now}
+	if v, ok := s.leaks.Load(key); ok {
+		if old := v.(leakSeen); old.used == used && old.durable == durable {
+			seen.since = old.since
+		}
+	}
+	if now.Sub(seen.since) < 2*s.cfg.DrawTimeout {
+		s.leaks.Store(key, seen)
+		return nil
+	}
+	s.leaks.Delete(key)
+	t, ok := s.d.Admin.(StockTrimmer)
+	if !ok {
+		return nil // a port without compare-and-set: leave the units (undersold, never oversold)
+	}
+	if _, err := t.Trim(ctx, key, used, durable); err != nil {
+		return fmt.Errorf("give back leaked stock: %w", err)
+	}
+	return nil
 }

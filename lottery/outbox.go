@@ -136,9 +136,13 @@ func (r *Relay) drain(batch []Invoice) {
 // publish sends a batch and records each invoice's outcome. It returns how
 // many were acknowledged.
 func (r *Relay) publish(ctx context.Context, invs []Invoice) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	errs := r.pub.Publish(pctx, invs)
+	cancel()
+	// The state update gets its own deadline: a broker that is down uses up
+	// the publish's, and the failures must still be recorded as mq_state 2.
+	ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 	defer cancel()
-	errs := r.pub.Publish(ctx, invs)
 	var ok, bad []OrderRef
 	for i, inv := range invs {
 		ref := OrderRef{UserID: inv.UserID, OrderID: inv.OrderID}

@@ -149,3 +149,11 @@ type Ledger interface {
 type SurplusWriter interface {
 	SetSurplus(ctx context.Context, activityID int64, stockSurplus int64, awardSurplus map[string]int64) error
 }
+
+// StockTrimmer gives back units a stock port counts beyond the durable
+// record (reservations of a crashed edge): Trim sets the used count of key
+// to toUsed if it is still expectUsed and reports whether it did. Being a
+// compare-and-set, several edges reconciling at once give the units back once.
+type StockTrimmer interface {
+	Trim(ctx context.Context, key StockKey, expectUsed, toUsed int64) (bool, error)
+}

@@ -47,6 +47,9 @@ type Service struct {
 	cache sync.Map // activity id -> *entry
 	// inflight holds the ids of takes a draw of this process is working on.
 	inflight sync.Map
+	// leaks holds what the reconciliation saw of counters ahead of the
+	// durable record (StockKey -> leakSeen).
+	leaks sync.Map
 }
 
 type entry struct {
@@ -200,7 +203,7 @@ func (s *Service) partake(ctx context.Context, userID string, act *Activity, now
 	if us.Left == 0 {
 		return nil, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
 	}
-	r, err := s.d.Stock.Reserve(ctx, key)
+	r, err := s.reserve(ctx, key, act)
 	if err != nil {
 		return nil, fmt.Errorf("activity %d: %w", act.ID, err)
 	}
@@ -241,7 +244,7 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		if dr.Index >= len(strat.Details) {
 			return fmt.Errorf("draw: %w: module %s chose award %d of %d", ErrUnavailable, dr.Module, dr.Index, len(strat.Details))
 		}
-		r, err := s.d.Stock.Reserve(ctx, StockKey{Activity: take.ActivityID, Award: strat.Details[dr.Index].ID})
+		r, err := s.reserve(ctx, StockKey{Activity: take.ActivityID, Award: strat.Details[dr.Index].ID}, res.Activity)
 		if err == nil {
 			pick, resv = dr.Index, r
 			break
@@ -286,6 +289,30 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		s.d.Relay.Enqueue(InvoiceOf(order)) // a full queue leaves mq_state 0 for the compensation scan
 	}
 	return nil
+}
+
+// reserve reserves a unit of key. A stock port that lost the key (a Redis
+// restarted without persistence) answers ErrNotFound for an activity that
+// exists: the activity's counters are provisioned again from the durable
+// record and the reservation tried once more; a failure then is a 503, not
+// a 404.
+func (s *Service) reserve(ctx context.Context, key StockKey, act *Activity) (Reservation, error) {
+	r, err := s.d.Stock.Reserve(ctx, key)
+	if !errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	strat, serr := s.d.Catalog.Strategy(ctx, act.StrategyID)
+	if serr != nil {
+		return r, fmt.Errorf("%w: stock of activity %d is missing and its strategy cannot be read: %v", ErrUnavailable, act.ID, serr)
+	}
+	if perr := s.provision(ctx, act, strat); perr != nil {
+		return r, fmt.Errorf("%w: stock of activity %d is missing and cannot be provisioned again: %v", ErrUnavailable, act.ID, perr)
+	}
+	r, err = s.d.Stock.Reserve(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return r, fmt.Errorf("%w: stock of activity %d is missing after provisioning", ErrUnavailable, act.ID)
+	}
+	return r, err
 }
 
 // load returns the activity and its strategy, cached for CatalogTTL.

@@ -188,3 +188,25 @@ func (e *keyError) Unwrap() error { return e.err }
 func notFound(key lottery.StockKey) error {
 	return &keyError{key: key, err: lottery.ErrNotFound}
 }
+
+// Trim sets the key's used count to toUsed if it is still expectUsed, and
+// reports whether it did: a compare-and-set, so that reconciliations running
+// at once give back leaked units once. It clears the sold-out flag when a
+// unit becomes free.
+func (m *Memory) Trim(_ context.Context, key lottery.StockKey, expectUsed, toUsed int64) (bool, error) {
+	c := m.lookup(key)
+	if c == nil {
+		return false, notFound(key)
+	}
+	if toUsed < 0 || toUsed > expectUsed {
+		return false, &keyError{key: key, err: fmt.Errorf("%w: trim from %d to %d", lottery.ErrInvalid, expectUsed, toUsed)}
+	}
+	g := c.gen.Load()
+	if !g.used.CompareAndSwap(expectUsed, toUsed) {
+		return false, nil
+	}
+	if toUsed < g.total {
+		g.soldOut.Store(false)
+	}
+	return true, nil
+}

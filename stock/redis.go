@@ -976,6 +976,32 @@ func (r *Redis) Left(ctx context.Context, key lottery.StockKey) (int64, error) {
 	return left, err
 }
 
+// Trim sets the key's used count (summed over its shards) to toUsed if it
+// is still expectUsed, and reports whether it did: the compare-and-set that
+// lets the reconciliation of several edges give back units that crashed
+// edges reserved and never committed, once.
+func (r *Redis) Trim(ctx context.Context, key lottery.StockKey, expectUsed, toUsed int64) (bool, error) {
+	if toUsed < 0 || toUsed > expectUsed {
+		return false, &keyError{key: key, err: fmt.Errorf("%w: trim from %d to %d", lottery.ErrInvalid, expectUsed, toUsed)}
+	}
+	k := r.key(key)
+	v, err := r.scripts.trim.do(ctx, r, k.shards, expectUsed, toUsed)
+	if err != nil {
+		return false, r.fail("trim", key, err)
+	}
+	switch n, _ := v.(int64); n {
+	case -1:
+		return false, notFound(key)
+	case 1:
+		for i := range k.empty {
+			k.empty[i].Store(0)
+		}
+		k.freed()
+		return true, nil
+	}
+	return false, nil
+}
+
 // Used returns the key's used count as Redis holds it (committed and in
 // flight), summed over the shards in one round trip, for reconciliation
 // with the durable record. It answers an error wrapping lottery.ErrNotFound
@@ -1073,7 +1099,7 @@ func (s *script) do(ctx context.Context, r *Redis, keys []string, args ...any) (
 // redisScripts are the adapter's Lua scripts. Counters are hashes with
 // fields t (total) and u (used); a key without t does not exist.
 type redisScripts struct {
-	reserve, release, counts, provision, claim, cleanup *script
+	reserve, release, counts, provision, claim, cleanup, trim *script
 }
 
 // newRedisScripts builds the scripts; salt, a Lua comment, changes their
@@ -1086,6 +1112,7 @@ func newRedisScripts(salt string) redisScripts {
 		provision: newScript(provisionLua + salt),
 		claim:     newScript(claimLua + salt),
 		cleanup:   newScript(cleanupLua + salt),
+		trim:      newScript(trimLua + salt),
 	}
 }
 
@@ -1124,6 +1151,32 @@ for i = 1, n do
   if t[i] > u[i] then left = left + t[i] - u[i] end
 end
 return {left, pick}
+`
+
+// trimLua lowers the used count summed over the shards KEYS from ARGV[1]
+// to ARGV[2], taking from the most used shards first, only if the sum is
+// still ARGV[1]. It answers 1 when it trimmed, 0 when the count moved, -1
+// when a shard is missing.
+const trimLua = `
+local expect, to = tonumber(ARGV[1]), tonumber(ARGV[2])
+local u, sum = {}, 0
+for i = 1, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], 't', 'u')
+  if not v[1] then return -1 end
+  u[i] = tonumber(v[2]) or 0
+  sum = sum + u[i]
+end
+if sum ~= expect then return 0 end
+local give = expect - to
+for i = 1, #KEYS do
+  if give <= 0 then break end
+  local d = math.min(give, u[i])
+  if d > 0 then
+    redis.call('HINCRBY', KEYS[i], 'u', -d)
+    give = give - d
+  end
+end
+return 1
 `
 
 // countsLua answers {left, used} summed over the shards KEYS, or {-1, 0}

@@ -636,6 +636,21 @@ func verifyClean(t *testing.T, url string, id int64, wait time.Duration) loadgen
 	return rep
 }
 
+// waitReconciled polls the activity's verification until it shows no
+// violation (deliveries done, stock port in line with the store), up to wait.
+func waitReconciled(t *testing.T, url string, id int64, wait time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	for time.Since(t0) < wait {
+		rep, err := loadgen.Verify(t.Context(), url, drillToken, id, time.Second)
+		if err == nil && len(rep.Violations) == 0 {
+			t.Logf("reconciled after %s", time.Since(t0).Round(time.Millisecond))
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // orderRow is an order as the shard databases hold it.
 type orderRow struct {
 	mq, grant int
