@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -43,7 +44,20 @@ func TestContractExternal(t *testing.T) {
 	if addrs == "" {
 		t.Skip("LOTTERY_TEST_KAFKA not set")
 	}
-	invoicetest.Run(t, func(*testing.T) []string { return strings.Split(addrs, ",") })
+	brokers := strings.Split(addrs, ",")
+	// A fresh topic: the shared broker keeps what earlier runs and other
+	// users published.
+	topic := fmt.Sprintf("lottery_invoice_test_%d", time.Now().UnixNano())
+	admin, err := sarama.NewClusterAdmin(brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: invoice.DefaultPartitions, ReplicationFactor: 1}, false); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	defer func() { _ = admin.DeleteTopic(topic) }()
+	invoicetest.RunTopic(t, func(*testing.T) []string { return brokers }, topic)
 }
 
 func TestBrokerSeedsTopic(t *testing.T) {

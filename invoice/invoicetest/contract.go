@@ -32,7 +32,14 @@ const waitLimit = 20 * time.Second
 // ids and group names, so a shared broker with older messages works too;
 // the stopped-broker check is skipped for a broker that outlives its t.
 func Run(t *testing.T, brokers func(t *testing.T) []string) {
-	s := &suite{base: time.Now().UnixNano() / 1000 * 1000}
+	RunTopic(t, brokers, invoice.DefaultTopic)
+}
+
+// RunTopic runs the contract on topic, which must exist. A broker shared
+// with other users (or earlier runs) gets a fresh topic, so that nothing
+// older than the run reaches its consumer groups.
+func RunTopic(t *testing.T, brokers func(t *testing.T) []string, topic string) {
+	s := &suite{base: time.Now().UnixNano() / 1000 * 1000, topic: topic}
 	t.Run("DeliverOnce", func(t *testing.T) { s.deliverOnce(t, brokers(t)) })
 	t.Run("Redelivery", func(t *testing.T) { s.redelivery(t, brokers(t)) })
 	t.Run("KeyRouting", func(t *testing.T) { s.keyRouting(t, brokers(t)) })
@@ -42,8 +49,9 @@ func Run(t *testing.T, brokers func(t *testing.T) []string) {
 }
 
 type suite struct {
-	base int64
-	seq  atomic.Int64
+	topic string
+	base  int64
+	seq   atomic.Int64
 }
 
 // invoices returns n invoices with fresh order ids, spread over users and
@@ -67,14 +75,14 @@ func (s *suite) invoices(n, users int) []lottery.Invoice {
 }
 
 func (s *suite) deliverOnce(t *testing.T, addrs []string) {
-	p := NewProducer(t, addrs, 0)
+	p := s.producer(t, addrs)
 	invs := s.invoices(40, 8)
 	MustPublish(t, p, invs)
 
 	g := NewGranter()
 	sink := &recordingSink{}
 	d := invoice.NewDistributor(g, invoice.WithSink(sink), invoice.WithLogger(testLogger(t)))
-	c := StartConsumer(t, addrs, groupName("once"), d)
+	c := s.consumer(t, addrs, groupName("once"), d)
 	WaitGranted(t, g, invs)
 
 	for _, inv := range invs {
@@ -106,14 +114,14 @@ func (s *suite) deliverOnce(t *testing.T, addrs []string) {
 }
 
 func (s *suite) redelivery(t *testing.T, addrs []string) {
-	p := NewProducer(t, addrs, 0)
+	p := s.producer(t, addrs)
 	invs := s.invoices(20, 5)
 	MustPublish(t, p, invs)
 
 	g := NewGranter()
 	group := groupName("redeliver")
 	d1 := invoice.NewDistributor(g, invoice.WithLogger(testLogger(t)))
-	c1, stop1 := startConsumer(t, addrs, group, d1)
+	c1, stop1 := startConsumerOn(t, addrs, s.topic, group, d1)
 	WaitGranted(t, g, invs)
 
 	// The producer retried, the relay re-sent: the same invoices again.
@@ -129,7 +137,7 @@ func (s *suite) redelivery(t *testing.T, addrs []string) {
 
 	// A second group reads the topic from the start: every order again.
 	d2 := invoice.NewDistributor(g, invoice.WithLogger(testLogger(t)))
-	c2 := StartConsumer(t, addrs, groupName("replay"), d2)
+	c2 := s.consumer(t, addrs, groupName("replay"), d2)
 	waitFor(t, "second group saw every invoice twice", func() bool { return g.MinCalls(invs) >= 4 })
 	if st := d2.Stats(); st.Duplicates < uint64(2*len(invs)) {
 		t.Errorf("second distributor stats %+v: want at least %d duplicates", st, 2*len(invs))
@@ -143,7 +151,7 @@ func (s *suite) redelivery(t *testing.T, addrs []string) {
 	fresh := s.invoices(3, 3)
 	MustPublish(t, p, fresh)
 	d3 := invoice.NewDistributor(g, invoice.WithLogger(testLogger(t)))
-	StartConsumer(t, addrs, group, d3)
+	s.consumer(t, addrs, group, d3)
 	WaitGranted(t, g, fresh)
 	if n := g.MaxCallsOf(invs); n > 4 {
 		// The rejoined group must not have replayed committed invoices.
@@ -152,7 +160,7 @@ func (s *suite) redelivery(t *testing.T, addrs []string) {
 }
 
 func (s *suite) keyRouting(t *testing.T, addrs []string) {
-	p := NewProducer(t, addrs, 0)
+	p := s.producer(t, addrs)
 	invs := s.invoices(36, 6)
 	MustPublish(t, p, invs)
 
@@ -162,7 +170,7 @@ func (s *suite) keyRouting(t *testing.T, addrs []string) {
 	}
 	parts := make(map[string]map[int32]bool)
 	seen := 0
-	ReadTopic(t, addrs, invoice.DefaultTopic, func(m *sarama.ConsumerMessage) {
+	ReadTopic(t, addrs, s.topic, func(m *sarama.ConsumerMessage) {
 		var inv lottery.Invoice
 		if json.Unmarshal(m.Value, &inv) != nil {
 			return
@@ -191,12 +199,12 @@ func (s *suite) keyRouting(t *testing.T, addrs []string) {
 }
 
 func (s *suite) retry(t *testing.T, addrs []string) {
-	p := NewProducer(t, addrs, 0)
+	p := s.producer(t, addrs)
 	invs := s.invoices(3, 3)
 	g := NewGranter()
 	d := invoice.NewDistributor(g, invoice.WithLogger(testLogger(t)))
 	h := &flaky{next: d, order: invs[1].OrderID, fails: 3}
-	c := StartConsumer(t, addrs, groupName("retry"), h)
+	c := s.consumer(t, addrs, groupName("retry"), h)
 	MustPublish(t, p, invs)
 	WaitGranted(t, g, invs)
 	if st := c.Stats(); st.Retries < 3 || st.Failures < 3 || st.Skipped != 0 {
@@ -205,14 +213,14 @@ func (s *suite) retry(t *testing.T, addrs []string) {
 }
 
 func (s *suite) skip(t *testing.T, addrs []string) {
-	p := NewProducer(t, addrs, 0)
+	p := s.producer(t, addrs)
 	g := NewGranter()
 	d := invoice.NewDistributor(g, invoice.WithLogger(testLogger(t)))
-	c := StartConsumer(t, addrs, groupName("skip"), d)
+	c := s.consumer(t, addrs, groupName("skip"), d)
 
 	// A message that is no invoice, an invoice of an unknown award type,
 	// then a good one: the first two are skipped, the third delivered.
-	ProduceRaw(t, addrs, invoice.DefaultTopic, "u-garbage", []byte("{not json"))
+	ProduceRaw(t, addrs, s.topic, "u-garbage", []byte("{not json"))
 	bad := s.invoices(1, 1)
 	bad[0].Award.Type = 9
 	MustPublish(t, p, bad)
@@ -287,7 +295,23 @@ func (s *suite) stoppedBroker(t *testing.T, brokers func(t *testing.T) []string)
 // means the default.
 func NewProducer(t testing.TB, addrs []string, timeout time.Duration) *invoice.Producer {
 	t.Helper()
-	p, err := invoice.NewProducer(invoice.ProducerConfig{Brokers: addrs, ClientID: "invoicetest", Timeout: timeout})
+	return newProducerOn(t, addrs, invoice.DefaultTopic, timeout)
+}
+
+func (s *suite) producer(t testing.TB, addrs []string) *invoice.Producer {
+	t.Helper()
+	return newProducerOn(t, addrs, s.topic, 0)
+}
+
+func (s *suite) consumer(t testing.TB, addrs []string, group string, h invoice.Handler) *invoice.Consumer {
+	t.Helper()
+	c, _ := startConsumerOn(t, addrs, s.topic, group, h)
+	return c
+}
+
+func newProducerOn(t testing.TB, addrs []string, topic string, timeout time.Duration) *invoice.Producer {
+	t.Helper()
+	p, err := invoice.NewProducer(invoice.ProducerConfig{Brokers: addrs, Topic: topic, ClientID: "invoicetest", Timeout: timeout})
 	if err != nil {
 		t.Fatalf("NewProducer: %v", err)
 	}
@@ -316,8 +340,13 @@ func StartConsumer(t testing.TB, addrs []string, group string, h invoice.Handler
 // comes first; after either it has left the group.
 func startConsumer(t testing.TB, addrs []string, group string, h invoice.Handler) (*invoice.Consumer, func()) {
 	t.Helper()
+	return startConsumerOn(t, addrs, invoice.DefaultTopic, group, h)
+}
+
+func startConsumerOn(t testing.TB, addrs []string, topic, group string, h invoice.Handler) (*invoice.Consumer, func()) {
+	t.Helper()
 	c, err := invoice.NewConsumer(invoice.ConsumerConfig{
-		Brokers: addrs, Group: group, ClientID: "invoicetest",
+		Brokers: addrs, Topic: topic, Group: group, ClientID: "invoicetest",
 		Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Logger: testLogger(t),
 	}, h)
