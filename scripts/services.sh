@@ -7,7 +7,8 @@
 #   ClickHouse   127.0.0.1:${CH_PORT:-19000} native, :${CH_HTTP_PORT:-18123} http
 #   Kafka-protocol broker (lottery broker, kfake) 127.0.0.1:${KAFKA_PORT:-19092}
 #
-# start installs what is missing from Debian's packages (as root), starts
+# start installs what is missing from Debian's packages (as root; also
+# Chromium for the dashboard's browser test), starts
 # each server, waits until it answers and writes $DIR/env with the
 # LOTTERY_TEST_* addresses the tests read. stop kills them by pid.
 set -euo pipefail
@@ -28,6 +29,7 @@ install_missing() {
 	command -v redis-server >/dev/null || pkgs+=(redis-server)
 	command -v mariadbd >/dev/null || pkgs+=(mariadb-server)
 	command -v clickhouse-server >/dev/null || pkgs+=(clickhouse-server)
+	command -v chromium >/dev/null || pkgs+=(chromium) # the dashboard's browser test
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then
 		log "missing ${pkgs[*]} and not root: install them with apt-get"

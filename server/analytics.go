@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -19,8 +20,9 @@ type analyticsQuery struct {
 	step       time.Duration
 }
 
-// parseAnalytics reads activityId (required), from and to (RFC 3339 or
-// unix seconds; default the last hour) and step (a Go duration; default
+// parseAnalytics reads activityId (required), from and to (RFC 3339, unix
+// seconds, or a negative duration from now such as -60s; default the last
+// hour) and step (a Go duration; default
 // the window over 600 points, at least 1s). The stores bound the window.
 func parseAnalytics(ctx *fasthttp.RequestCtx) (analyticsQuery, error) {
 	var q analyticsQuery
@@ -55,10 +57,15 @@ func queryTime(ctx *fasthttp.RequestCtx, name string, def time.Time) (time.Time,
 	if t, err := time.Parse(time.RFC3339Nano, raw); err == nil {
 		return t.UTC(), nil
 	}
+	if strings.HasPrefix(raw, "-") { // relative to the server's clock, e.g. -60s
+		if d, err := time.ParseDuration(raw); err == nil && d >= -analytics.MaxWindow {
+			return time.Now().Add(d).UTC(), nil
+		}
+	}
 	if n, err := strconv.ParseInt(raw, 10, 64); err == nil && n >= 0 && n < 1<<32 {
 		return time.Unix(n, 0).UTC(), nil
 	}
-	return time.Time{}, fmt.Errorf("%w: %s must be RFC 3339 or unix seconds", lottery.ErrInvalid, name)
+	return time.Time{}, fmt.Errorf("%w: %s must be RFC 3339, unix seconds, or a negative duration such as -60s", lottery.ErrInvalid, name)
 }
 
 // handleAnalytics answers GET /api/v1/analytics/{summary|awards|timeline|latency|modules}.

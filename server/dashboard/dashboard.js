@@ -74,8 +74,9 @@ function bars(canvas, rows) {
 async function poll() {
   const id = Number($("activity").value);
   try {
-    const now = new Date(), from = new Date(now.getTime() - 60000);
-    const q = `activityId=${id}&from=${from.toISOString()}&to=${now.toISOString()}`;
+    // The window is relative to the server's clock, not this browser's.
+    const now = new Date();
+    const q = `activityId=${id}&from=-60s`;
     const [act, tl, aw, lat] = await Promise.all([
       api(`/api/v1/activities/${id}`),
       api(`/api/v1/analytics/timeline?${q}&step=1s`),
