@@ -59,6 +59,9 @@ func newMetrics(s *Server) *metrics {
 		counter("lottery_invoices_duplicate_total", "Invoice deliveries that found the prize already granted.", func() uint64 { return s.duplicates() }),
 		counter("lottery_orders_commits_total", "Group-commit transactions of the orders store.", func() uint64 { return s.store.WriteStats().Commits }),
 		counter("lottery_orders_writes_total", "Write requests carried by the group commits (writes/commits is the batch size).", func() uint64 { return s.store.WriteStats().Writes }),
+		counter("lottery_analytics_recorded_total", "Draw events handed to the analytics sink.", func() uint64 { return s.sink.Stats().Recorded }),
+		counter("lottery_analytics_flushed_total", "Draw events written to the analytics store.", func() uint64 { return s.sink.Stats().Flushed }),
+		gauge("lottery_analytics_buffered", "Draw events waiting in the analytics buffer (bounded by analytics.capacity).", func() float64 { return float64(s.sink.Stats().Buffered) }),
 		counter("lottery_analytics_dropped_total", "Draw events dropped because the analytics buffer was full.", func() uint64 { return s.sink.Stats().Dropped }),
 		counter("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
 	)

@@ -127,7 +127,7 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	if s.events, err = openEvents(s.ctx, cfg); err != nil {
 		return nil, err
 	}
-	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery})
+	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery, RetryMax: time.Second, Logger: log})
 	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout})
 	if s.modules, err = wasm.NewHost(wasm.HostConfig{DataDir: filepath.Join(cfg.DataDir, "modules"), Logger: log}); err != nil {
 		return nil, fmt.Errorf("modules: %w", err)
