@@ -121,7 +121,7 @@ func (s *Server) handleDeploy(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	a := req.Activity.domain()
-	if err := s.svc.Deploy(ctx, a, st); err != nil {
+	if err := s.svc.Deploy(s.ctx, a, st); err != nil {
 		s.fail(ctx, err)
 		return
 	}
@@ -140,7 +140,7 @@ func (s *Server) handleListActivities(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
-	views, err := s.svc.Activities(ctx, after, int(limit))
+	views, err := s.svc.Activities(s.ctx, after, int(limit))
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -154,7 +154,7 @@ func (s *Server) handleListActivities(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) handleGetActivity(ctx *fasthttp.RequestCtx, id int64) {
-	v, err := s.svc.Activity(ctx, id)
+	v, err := s.svc.Activity(s.ctx, id)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -165,7 +165,7 @@ func (s *Server) handleGetActivity(ctx *fasthttp.RequestCtx, id int64) {
 }
 
 func (s *Server) handleMove(ctx *fasthttp.RequestCtx, id int64, action string) {
-	a, err := s.svc.Move(ctx, id, lottery.Action(action))
+	a, err := s.svc.Move(s.ctx, id, lottery.Action(action))
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -175,12 +175,12 @@ func (s *Server) handleMove(ctx *fasthttp.RequestCtx, id int64, action string) {
 }
 
 func (s *Server) handleAudit(ctx *fasthttp.RequestCtx, id int64) {
-	v, err := s.svc.Activity(ctx, id)
+	v, err := s.svc.Activity(s.ctx, id)
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	au, err := s.store.Audit(ctx, id)
+	au, err := s.store.Audit(s.ctx, id)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -194,7 +194,7 @@ func (s *Server) handleUserOrders(ctx *fasthttp.RequestCtx, userID string) {
 		s.fail(ctx, err)
 		return
 	}
-	orders, err := s.svc.UserOrders(ctx, userID, int(limit))
+	orders, err := s.svc.UserOrders(s.ctx, userID, int(limit))
 	if err != nil {
 		s.fail(ctx, err)
 		return

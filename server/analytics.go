@@ -78,18 +78,18 @@ func (s *Server) handleAnalytics(ctx *fasthttp.RequestCtx, name string) {
 	var out any
 	switch name {
 	case "summary":
-		out, err = s.events.Summary(ctx, q.activityID, q.from, q.to)
+		out, err = s.events.Summary(s.ctx, q.activityID, q.from, q.to)
 	case "awards":
-		out, err = s.awardRates(ctx, q)
+		out, err = s.awardRates(q)
 	case "timeline":
 		var pts []analytics.TimelinePoint
-		pts, err = s.events.Timeline(ctx, q.activityID, q.from, q.to, q.step)
+		pts, err = s.events.Timeline(s.ctx, q.activityID, q.from, q.to, q.step)
 		out = map[string]any{"activityId": q.activityID, "from": q.from, "to": q.to, "stepSeconds": int64(q.step / time.Second), "points": nonNil(pts)}
 	case "latency":
-		out, err = s.events.Latency(ctx, q.activityID, q.from, q.to)
+		out, err = s.events.Latency(s.ctx, q.activityID, q.from, q.to)
 	case "modules":
 		var mods []analytics.ModuleOutcomes
-		mods, err = s.events.Modules(ctx, q.activityID, q.from, q.to)
+		mods, err = s.events.Modules(s.ctx, q.activityID, q.from, q.to)
 		out = map[string]any{"activityId": q.activityID, "from": q.from, "to": q.to, "modules": nonNil(mods)}
 	default:
 		s.writeError(ctx, http.StatusNotFound, apiError{Code: codeNotFound, Message: "no analytics query " + name + "; use summary, awards, timeline, latency or modules"})
@@ -104,16 +104,16 @@ func (s *Server) handleAnalytics(ctx *fasthttp.RequestCtx, name string) {
 
 // awardRates counts prizes per award and compares their share of the draws
 // with the configured rates of the activity's strategy.
-func (s *Server) awardRates(ctx *fasthttp.RequestCtx, q analyticsQuery) (any, error) {
-	v, err := s.svc.Activity(ctx, q.activityID)
+func (s *Server) awardRates(q analyticsQuery) (any, error) {
+	v, err := s.svc.Activity(s.ctx, q.activityID)
 	if err != nil {
 		return nil, err
 	}
-	sum, err := s.events.Summary(ctx, q.activityID, q.from, q.to)
+	sum, err := s.events.Summary(s.ctx, q.activityID, q.from, q.to)
 	if err != nil {
 		return nil, err
 	}
-	counts, err := s.events.Awards(ctx, q.activityID, q.from, q.to)
+	counts, err := s.events.Awards(s.ctx, q.activityID, q.from, q.to)
 	if err != nil {
 		return nil, err
 	}

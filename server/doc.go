@@ -17,5 +17,8 @@
 //     refused beyond it) and per route (a draw body above MaxDrawBodyBytes is
 //     a 413 with a JSON error), so nothing is parsed that cannot be valid.
 //   - Nothing a handler sees is kept after it returns (fasthttp's rule): the
-//     user id is copied into a string before it reaches the domain.
+//     user id is copied into a string before it reaches the domain, and the
+//     domain gets the server's context, never the *fasthttp.RequestCtx (a
+//     context derived from it would outlive the request; the race detector
+//     caught exactly that).
 package server

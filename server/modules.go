@@ -21,7 +21,7 @@ func (s *Server) handleUpload(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	body := append([]byte(nil), ctx.PostBody()...) // the host keeps the bytes after the handler returns
-	v, err := s.modules.Upload(ctx, name, kind, body)
+	v, err := s.modules.Upload(s.ctx, name, kind, body)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -44,7 +44,7 @@ func (s *Server) handleRollback(ctx *fasthttp.RequestCtx, name string) {
 		s.fail(ctx, err)
 		return
 	}
-	v, err := s.modules.Rollback(ctx, name, req.SHA256)
+	v, err := s.modules.Rollback(s.ctx, name, req.SHA256)
 	if err != nil {
 		s.fail(ctx, err)
 		return

@@ -35,7 +35,7 @@ func (s *Server) handleTree(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fmt.Errorf("%w: compile rule tree %q: %v", lottery.ErrInvalid, t.ID, err))
 		return
 	}
-	v, err := s.modules.Upload(ctx, treeModule(t.ID), abi.KindRule, bin)
+	v, err := s.modules.Upload(s.ctx, treeModule(t.ID), abi.KindRule, bin)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -123,7 +123,7 @@ func (s *Server) handleRuleDraw(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fmt.Errorf("rule tree %q: %w", req.TreeID, lottery.ErrNotFound))
 		return
 	}
-	activityID, matched, err := s.modules.Decide(ctx, treeModule(req.TreeID), in)
+	activityID, matched, err := s.modules.Decide(s.ctx, treeModule(req.TreeID), in)
 	if err != nil {
 		s.fail(ctx, err)
 		return

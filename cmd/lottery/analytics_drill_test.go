@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -98,10 +99,16 @@ func TestClickHouseDownDrill(t *testing.T) {
 			}
 		}
 	}
-	// p99 within 10% of the run before; 1 ms of slack absorbs the timer
-	// noise of a shared 2-core machine at sub-millisecond latencies.
-	if limit := max(before.p99*110/100, before.p99+time.Millisecond); during.p99 > limit {
-		t.Errorf("p99 %s while clickhouse was down, %s before (limit %s)", during.p99, before.p99, limit)
+	// p99 within 10% of the run before. The p99 of each second is taken and
+	// the median of those compared, so that a burst of other work on this
+	// shared 2-core machine (CI runs other test binaries beside this one)
+	// does not decide it; a sink that blocked draws would raise every
+	// second's p99. 1 ms of slack absorbs timer noise.
+	p99Before := medianSecondP99(recs, downAt.Add(-4*time.Second), downAt)
+	p99During := medianSecondP99(recs, downAt.Add(500*time.Millisecond), upAt)
+	t.Logf("median of per-second p99: %s before, %s while clickhouse was down", p99Before, p99During)
+	if limit := max(p99Before*110/100, p99Before+time.Millisecond); p99During > limit {
+		t.Errorf("p99 %s while clickhouse was down, %s before (limit %s)", p99During, p99Before, limit)
 	}
 	if buffered < capacity*9/10 || buffered > capacity {
 		t.Errorf("%.0f events buffered at the end of the outage, want the bound %d", buffered, capacity)
@@ -128,4 +135,20 @@ func TestClickHouseDownDrill(t *testing.T) {
 		t.Errorf("clickhouse holds %d draws, the sink flushed %.0f", sum.Draws, flushed)
 	}
 	t.Logf("after the outage: clickhouse holds %d draws; %.0f recorded, %.0f dropped", sum.Draws, metric(t, e.url, "lottery_analytics_recorded_total"), metric(t, e.url, "lottery_analytics_dropped_total"))
+}
+
+// medianSecondP99 splits [from, to) into seconds, takes each second's p99
+// latency and returns the median of those.
+func medianSecondP99(recs []drawRec, from, to time.Time) time.Duration {
+	var p99s []time.Duration
+	for t := from; t.Add(time.Second).Compare(to) <= 0; t = t.Add(time.Second) {
+		if s := summarize(between(recs, t, t.Add(time.Second))); s.n > 0 {
+			p99s = append(p99s, s.p99)
+		}
+	}
+	if len(p99s) == 0 {
+		return 0
+	}
+	slices.Sort(p99s)
+	return p99s[len(p99s)/2]
 }
