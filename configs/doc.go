@@ -5,7 +5,9 @@
 // embedded.yaml and production.yaml.
 //
 // Design decisions: no globals and no init side effects; environment
-// variables are applied only by ApplyEnv, named in the README; an empty
-// backend address means the embedded default for that port, so a config file
-// is optional and a newcomer runs the whole flow with none.
+// variables are applied only by ApplyEnv, named in the README; every backend
+// defaults to its embedded implementation (memory stock, SQLite, the
+// in-process broker when kafka.brokers is empty, the embedded analytics
+// store), so a config file is optional and a newcomer runs the whole flow
+// with none.
 package configs

@@ -32,7 +32,11 @@
 //     state (mq_state) and the compensation scan re-send what failed; an
 //     invoice that timed out may still arrive, and the distributor absorbs
 //     the repeat.
-//   - Consumer: a sarama consumer group with auto-commit off. An offset is
+//   - Consumer: a sarama consumer group with auto-commit off. The messages
+//     of a claim that are already waiting (up to 64) are delivered
+//     concurrently, so the store's group commit grants them together; they
+//     are marked in offset order, stopping at the first one not delivered,
+//     so a mark never passes an undelivered message. An offset is
 //     marked only after the handler succeeded and committed when the claim
 //     runs idle, every 100 messages, and when the session ends (sarama does
 //     not flush marks on its own with auto-commit off). A transient handler

@@ -197,9 +197,6 @@ func (s *Service) AdvanceStates(ctx context.Context) (int, error) {
 	return moved, err
 }
 
-// Now returns the service clock's time.
-func (s *Service) Now() time.Time { return s.cfg.Now() }
-
 // Reconcile is the reconciliation job. For every activity in a sale it
 //   - provisions the stock counters again when the stock port lost them;
 //   - gives back units the stock port counts as used but the durable record

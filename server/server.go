@@ -226,12 +226,6 @@ func (s *Server) Start(ln net.Listener) error {
 // Addr returns the listening address (after Start).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Token returns the admin bearer token.
-func (s *Server) Token() string { return s.token }
-
-// Service returns the domain service (for the CLI and tests).
-func (s *Server) Service() *lottery.Service { return s.svc }
-
 // Wait blocks until the HTTP server stops on its own (an accept error).
 func (s *Server) Wait() error { return <-s.serveErr }
 
@@ -336,12 +330,6 @@ func (s *Server) every(ctx context.Context, period time.Duration, fn func()) {
 		case <-t.C:
 		}
 	}
-}
-
-// CompensateNow runs the compensation scan once with the given staleness
-// (for the CLI and tests).
-func (s *Server) CompensateNow(ctx context.Context, staleAfter time.Duration) (int, error) {
-	return s.relay.Compensate(ctx, time.Now(), staleAfter)
 }
 
 func (s *Server) delivered() uint64 { return s.dist.Stats().Granted }
