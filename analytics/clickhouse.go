@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,6 +97,7 @@ type ClickHouse struct {
 	cfg    ClickHouseConfig
 	db     string // quoted database name
 	closed atomic.Bool
+	failed failedBatches
 	// tables recycles batch tables: an insert of n events would
 	// otherwise allocate about 850 bytes per event in column buffers.
 	tables sync.Pool
@@ -179,6 +182,11 @@ func (c *ClickHouse) Ping(ctx context.Context) error {
 // UTC, partitioned by month), draw_counts_minutely per minute (at_minute).
 // The named queries read only these, each part of a window at the
 // coarsest resolution that fits it (see window.source).
+//
+// Version 2: draw_events.batch, the id of the Insert batch a row came in
+// with, so that a batch whose insert may have been stored without its
+// answer reaching us is not stored twice (see Insert). 18.16 has no
+// ADD COLUMN IF NOT EXISTS; Migrate takes "column already exists" as done.
 var migrations = []string{
 	1: `CREATE TABLE IF NOT EXISTS {db}.draw_events (
 	at DateTime,
@@ -271,10 +279,15 @@ SELECT activity_id, toDateTime(intDiv(toUInt32(at), 3600) * 3600) AS at_hour,
 	toUInt64(count()) AS n
 FROM {db}.draw_events
 GROUP BY activity_id, at_hour, latency_lo`,
+	2: `ALTER TABLE {db}.draw_events ADD COLUMN batch UInt64 DEFAULT 0`,
 }
 
 // SchemaVersion is the schema version Migrate brings a database to.
-const SchemaVersion = 1
+const SchemaVersion = 2
+
+// codeColumnExists is the server's exception code for adding a column a
+// table already has (ILLEGAL_COLUMN).
+const codeColumnExists = 44
 
 // Migrate creates the database and brings its schema to SchemaVersion,
 // applying the migrations it has not applied yet and recording each in
@@ -300,7 +313,7 @@ func (c *ClickHouse) Migrate(ctx context.Context) error {
 	}
 	for v := int(applied) + 1; v < len(migrations); v++ {
 		for stmt := range strings.SplitSeq(migrations[v], "\n;\n") {
-			if err := c.conn.Exec(ctx, c.sql(stmt)); err != nil {
+			if err := c.conn.Exec(ctx, c.sql(stmt)); err != nil && !columnExists(stmt, err) {
 				return c.fail(fmt.Sprintf("migration %d", v), err)
 			}
 		}
@@ -314,7 +327,8 @@ func (c *ClickHouse) Migrate(ctx context.Context) error {
 }
 
 // insertColumns are the columns of draw_events an Insert fills, in the
-// order of the external table it sends.
+// order of the external table it sends; the batch column is a constant of
+// the statement.
 const insertColumns = "at, activity_id, user_id, strategy_mode, module_name, module_version, outcome, award_id, latency_us, node, seed"
 
 // Insert stores a batch with one statement: the batch travels as an
@@ -326,6 +340,14 @@ const insertColumns = "at, activity_id, user_id, strategy_mode, module_name, mod
 // a DateTime holds (1970 to 2106) are clamped to its range, latencies to
 // 0..4294967295 us, and the module splits into name and version by
 // SplitModule.
+//
+// An insert that fails may still have been stored: the server can commit
+// it and die, or the connection can drop, before the answer arrives. So
+// every batch is stored under a random batch id, and a failed batch is
+// remembered by a hash of its events; when the Sink retries the same
+// events, Insert first counts the rows stored under that id and inserts
+// only if there are none. A batch is thus stored at most once, whatever
+// happened to the answers of its earlier attempts.
 func (c *ClickHouse) Insert(ctx context.Context, events []lottery.Event) error {
 	if c.closed.Load() {
 		return ErrClosed
@@ -343,12 +365,97 @@ func (c *ClickHouse) Insert(ctx context.Context, events []lottery.Event) error {
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
+	key := batchKey(events)
+	id, retry := c.failed.lookup(key)
+	if retry {
+		lo, hi := slices.Min(b.at), slices.Max(b.at)
+		var n uint64
+		q := fmt.Sprintf("SELECT count() FROM {db}.draw_events WHERE at >= toDateTime(%d) AND at <= toDateTime(%d) AND batch = %d", lo, hi, id)
+		if err := c.conn.QueryRow(ctx, c.sql(q)).Scan(&n); err != nil {
+			return c.fail("insert (checking an earlier attempt)", err)
+		}
+		if n > 0 { // stored by an attempt whose answer was lost
+			c.failed.forget(key)
+			return nil
+		}
+	}
 	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(b.tbl))
-	q := c.sql("INSERT INTO {db}.draw_events (" + insertColumns + ") SELECT " + insertColumns + " FROM batch")
-	if err := c.conn.Exec(ctx, q); err != nil {
+	q := fmt.Sprintf("INSERT INTO {db}.draw_events (%s, batch) SELECT %s, toUInt64(%d) FROM batch", insertColumns, insertColumns, id)
+	if err := c.conn.Exec(ctx, c.sql(q)); err != nil {
+		c.failed.remember(key, id)
 		return c.fail("insert", err)
 	}
+	c.failed.forget(key)
 	return nil
+}
+
+// failedBatches maps the hash of a batch whose insert failed to the batch
+// id it was sent with. It holds at most maxFailedBatches entries (the Sink
+// retries one batch at a time; the bound only matters to other callers).
+type failedBatches struct {
+	mu  sync.Mutex
+	ids map[uint64]uint64
+}
+
+const maxFailedBatches = 64
+
+// lookup returns the id a failed batch was sent with and true, or a fresh
+// random id and false.
+func (f *failedBatches) lookup(key uint64) (uint64, bool) {
+	f.mu.Lock()
+	id, ok := f.ids[key]
+	f.mu.Unlock()
+	if ok {
+		return id, true
+	}
+	return rand.Uint64() | 1, false // never 0, the id of rows from before version 2
+}
+
+func (f *failedBatches) remember(key, id uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ids == nil {
+		f.ids = make(map[uint64]uint64)
+	}
+	if len(f.ids) >= maxFailedBatches {
+		for k := range f.ids { // forget one: its retry may store it twice
+			delete(f.ids, k)
+			break
+		}
+	}
+	f.ids[key] = id
+}
+
+func (f *failedBatches) forget(key uint64) {
+	f.mu.Lock()
+	delete(f.ids, key)
+	f.mu.Unlock()
+}
+
+// batchKey hashes a batch's events (FNV-1a over the fields that tell two
+// draws apart) so a retry of the same events finds its batch id.
+func batchKey(events []lottery.Event) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037) ^ uint64(len(events))
+	word := func(v uint64) {
+		for range 8 {
+			h = (h ^ v&0xff) * prime
+			v >>= 8
+		}
+	}
+	for i := range events {
+		e := &events[i]
+		word(uint64(e.At.UnixNano()))
+		word(uint64(e.ActivityID))
+		word(uint64(e.Node))
+		word(e.Seed)
+		for _, s := range []string{e.UserID, string(e.Outcome)} {
+			for j := 0; j < len(s); j++ {
+				h = (h ^ uint64(s[j])) * prime
+			}
+		}
+	}
+	return h
 }
 
 // batchTable is the external table "batch" an Insert sends, with the
@@ -867,6 +974,13 @@ func (c *ClickHouse) bound(ctx context.Context) (context.Context, context.Cancel
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, c.cfg.QueryTimeout)
+}
+
+// columnExists reports whether err is the server refusing an ADD COLUMN
+// statement because the column is there: a migration already applied.
+func columnExists(stmt string, err error) bool {
+	var ex *clickhouse.Exception
+	return strings.Contains(stmt, "ADD COLUMN") && errors.As(err, &ex) && ex.Code == codeColumnExists
 }
 
 // fail wraps a driver error: the store cannot answer now.

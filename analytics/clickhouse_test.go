@@ -94,12 +94,20 @@ func TestClickHouseMigrate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Migrations cut short before they were recorded are applied again
+	// (ADD COLUMN of a column that is there included).
+	if err := c.conn.Exec(ctx, c.sql("DROP TABLE {db}.schema_migrations")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Migrate(ctx); err != nil {
+		t.Fatalf("migrating again after losing the record: %v", err)
+	}
 	var versions, maxVersion uint64
 	err := c.each(ctx, "test", "SELECT count(), toUInt64(max(version)) FROM {db}.schema_migrations", func(r driver.Rows) error {
 		return r.Scan(&versions, &maxVersion)
 	})
-	if err != nil || versions != 1 || maxVersion != SchemaVersion {
-		t.Fatalf("schema_migrations: %d rows, max version %d, err %v; want one row of version %d", versions, maxVersion, err, SchemaVersion)
+	if err != nil || versions != SchemaVersion || maxVersion != SchemaVersion {
+		t.Fatalf("schema_migrations: %d rows, max version %d, err %v; want one row per version up to %d", versions, maxVersion, err, SchemaVersion)
 	}
 	var tables []string
 	err = c.each(ctx, "test", "SELECT name FROM system.tables WHERE database = '"+c.cfg.Database+"' ORDER BY name", func(r driver.Rows) error {
@@ -401,6 +409,47 @@ func TestClickHouseUnreachable(t *testing.T) {
 	outageDrill(t, c, c, down, func() { p.start(t) })
 }
 
+// TestClickHouseLostAnswer: the server stores a batch but its answer never
+// arrives, so Insert fails; the Sink's retry of the same events must not
+// store them twice.
+func TestClickHouseLostAnswer(t *testing.T) {
+	p := startProxy(t, clickhouseAddr(t))
+	c := newTestClickHouse(t, p.addr, ClickHouseConfig{DialTimeout: 500 * time.Millisecond, QueryTimeout: 5 * time.Second})
+	direct := newTestClickHouse(t, clickhouseAddr(t), ClickHouseConfig{Database: c.cfg.Database})
+	count := func() uint64 {
+		var n uint64
+		if err := direct.conn.QueryRow(context.Background(), direct.sql("SELECT count() FROM {db}.draw_events")).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	events := make([]lottery.Event, 300)
+	for i := range events {
+		events[i] = lottery.Event{At: time.Now(), ActivityID: 9, UserID: fmt.Sprint("u", i), Outcome: lottery.OutcomeWin, AwardID: "a", Seed: uint64(i)}
+	}
+	p.mute.Store(true)
+	if err := c.Insert(context.Background(), events); err == nil {
+		t.Fatal("Insert succeeded though its answer was discarded")
+	}
+	p.mute.Store(false)
+	if n := count(); n != uint64(len(events)) {
+		t.Fatalf("after the muted insert the table holds %d rows, want %d (the server should have stored the batch)", n, len(events))
+	}
+	if err := c.Insert(context.Background(), events); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n := count(); n != uint64(len(events)) {
+		t.Fatalf("after the retry the table holds %d rows, want %d: the batch was stored twice", n, len(events))
+	}
+	// A different batch with the same events later is a new batch.
+	if err := c.Insert(context.Background(), events); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2*uint64(len(events)) {
+		t.Fatalf("a second, successful batch: %d rows, want %d", n, 2*len(events))
+	}
+}
+
 func TestOpenClickHouseUnreachable(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -424,6 +473,10 @@ type proxy struct {
 	l            net.Listener
 	conns        map[net.Conn]bool
 	wg           sync.WaitGroup
+	// mute, while set, makes the proxy discard what the server sends and
+	// close the connection a second after the first discarded byte: the
+	// server does the work, the client never hears the answer.
+	mute atomic.Bool
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -469,7 +522,29 @@ func (p *proxy) start(t *testing.T) {
 				src.Close()
 			}
 			p.wg.Go(func() { pipe(out, in) })
-			p.wg.Go(func() { pipe(in, out) })
+			p.wg.Go(func() {
+				buf := make([]byte, 32<<10)
+				var cut *time.Timer
+				for {
+					n, err := out.Read(buf)
+					if n > 0 && p.mute.Load() {
+						if cut == nil {
+							cut = time.AfterFunc(time.Second, func() { in.Close(); out.Close() })
+						}
+						continue
+					}
+					if n > 0 {
+						if _, werr := in.Write(buf[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				in.Close()
+				out.Close()
+			})
 		}
 	})
 }

@@ -11,9 +11,10 @@ import (
 // by default, ClickHouse in production.
 //
 // Insert stores the whole batch or nothing and returns an error if it did not;
-// the Sink then retries the same batch, so an Insert that fails after a partial
-// write may count some events twice (a ClickHouse adapter should send one batch
-// as one INSERT). Insert must honour ctx: the Sink bounds every call with a
+// the Sink then retries the same events. A store whose failures can hide a
+// write that happened (a lost answer from a server) must recognise the retry
+// and not store the batch twice: ClickHouse does it with a batch id (see
+// ClickHouse.Insert). Insert must honour ctx: the Sink bounds every call with a
 // timeout and relies on the call returning once ctx is done. Insert must not
 // retain events after it returns: the Sink reuses the slice.
 type Store interface {
