@@ -91,11 +91,15 @@ type Events interface {
 }
 
 // DrawRequest is the input of a draw algorithm: the strategy, which awards
-// still have stock (parallel to Strategy.Details) and the random seed.
+// still have stock (parallel to Strategy.Details), the random seed and the
+// time of the draw. Seed and Time are recorded on the order (Order.Seed,
+// Order.At to the millisecond), so a draw can be replayed from them and the
+// module version.
 type DrawRequest struct {
 	Strategy *Strategy
 	InStock  []bool
 	Seed     uint64
+	Time     time.Time // zero: the drawer uses its own clock
 }
 
 // DrawResult is the chosen award index into Strategy.Details, or -1 for none,

@@ -233,7 +233,7 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		module string
 	)
 	for range len(strat.Details) + 1 {
-		dr, err := s.d.Drawer.Draw(ctx, DrawRequest{Strategy: strat, InStock: inStock, Seed: seed})
+		dr, err := s.d.Drawer.Draw(ctx, DrawRequest{Strategy: strat, InStock: inStock, Seed: seed, Time: now})
 		if err != nil {
 			return fmt.Errorf("draw: %w", err)
 		}

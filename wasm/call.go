@@ -38,7 +38,11 @@ func (h *Host) Draw(ctx context.Context, req lottery.DrawRequest) (lottery.DrawR
 		return none, callError(abi.KindDraw, m.name, v, err)
 	}
 	in := &inst.draw
-	in.Mode, in.Seed, in.TimeMs = abi.Mode(s.Mode), req.Seed, h.cfg.Now().UnixMilli()
+	at := req.Time
+	if at.IsZero() {
+		at = h.cfg.Now()
+	}
+	in.Mode, in.Seed, in.TimeMs = abi.Mode(s.Mode), req.Seed, at.UnixMilli()
 	in.Awards = in.Awards[:0]
 	for i := range s.Details {
 		rate := s.Details[i].Rate
