@@ -4,7 +4,7 @@ BIN      := bin/lottery
 PKGS     := ./...
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: run test test-short bench build check fuzz clean services services-stop
+.PHONY: run test test-short bench build check fuzz clean services services-stop wasm
 
 run: ## start the edge on embedded defaults with the demo activity
 	$(GO) run ./cmd/lottery serve
@@ -32,6 +32,12 @@ bench: build ## bare fasthttp vs the draw endpoint, pinned cores; writes BENCHMA
 
 fuzz: ## a short run of every fuzz target
 	$(GO) test -run XXX -fuzz FuzzParseDraw -fuzztime 30s ./server
+
+wasm: ## build the SDK examples: Go guests into bin/wasm, the AssemblyScript one into its committed testdata
+	mkdir -p bin/wasm
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/wasm/happyhour.wasm ./sdk/examples/happyhour
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/wasm/segment.wasm ./sdk/examples/segment
+	cd sdk/assemblyscript && npm ci --no-audit --no-fund && npm run build
 
 check: test ## what CI checks, plus a tidy module
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
