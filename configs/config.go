@@ -32,6 +32,7 @@ type Config struct {
 	Kafka     Kafka     `yaml:"kafka"`
 	Analytics Analytics `yaml:"analytics"`
 	Jobs      Jobs      `yaml:"jobs"`
+	Modules   Modules   `yaml:"modules"`
 }
 
 // HTTP tunes the fasthttp server.
@@ -74,6 +75,35 @@ type Orders struct {
 	DBCount int    `yaml:"dbCount"`
 	TBCount int    `yaml:"tbCount"`
 	MySQL   MySQL  `yaml:"mysql"`
+	// CatalogTTL is how long an edge caches an activity and its strategy:
+	// a change made through another edge (a deploy, a state move) reaches
+	// this one within it. Changes made through this edge apply at once.
+	CatalogTTL time.Duration `yaml:"catalogTTL"`
+}
+
+// Modules configures where rule and draw modules persist and how an edge
+// learns of changes made through the others.
+type Modules struct {
+	// Store is "file" (DataDir/modules, one edge) or "mysql" (the orders
+	// base database, shared by every edge of a cluster). Empty: mysql when
+	// orders.backend is mysql, else file.
+	Store string `yaml:"store"`
+	// PollEvery is how often the edge reads the store's generation and, when
+	// it moved, loads the versions that changed: an upload or rollback on
+	// one edge serves on the others within about this period.
+	PollEvery time.Duration `yaml:"pollEvery"`
+}
+
+// ModuleStore returns the module store in effect: Modules.Store, or its
+// default for the orders backend.
+func (c *Config) ModuleStore() string {
+	if c.Modules.Store != "" {
+		return c.Modules.Store
+	}
+	if c.Orders.Backend == "mysql" {
+		return "mysql"
+	}
+	return "file"
 }
 
 // MySQL configures the MySQL (MariaDB) orders store: one DSN for the base
@@ -143,10 +173,11 @@ func Default() Config {
 			Concurrency:      256 * 1024,
 		},
 		Stock:     Stock{Backend: "memory", Redis: Redis{Prefix: "lottery:", Mode: "lua", Shards: 1, Timeout: 50 * time.Millisecond}},
-		Orders:    Orders{Backend: "sqlite", DBCount: 2, TBCount: 4},
+		Orders:    Orders{Backend: "sqlite", DBCount: 2, TBCount: 4, CatalogTTL: 500 * time.Millisecond},
 		Kafka:     Kafka{Topic: "lottery_invoice", Group: "lottery_invoice_distributor", EmbeddedAddr: "127.0.0.1:0", Timeout: 5 * time.Second, Consume: true},
 		Analytics: Analytics{Backend: "embedded", ClickHouse: ClickHouse{Database: "lottery", Username: "default"}, Capacity: 1 << 16, BatchSize: 4096, FlushEvery: time.Second},
 		Jobs:      Jobs{StateEvery: 5 * time.Second, CompensateEvery: 10 * time.Second, StaleAfter: 30 * time.Second, ReconcileEvery: 10 * time.Second},
+		Modules:   Modules{PollEvery: 200 * time.Millisecond},
 	}
 }
 
@@ -208,7 +239,7 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxDrawBodyBytes < 64 || c.HTTP.MaxDrawBodyBytes > c.HTTP.MaxBodyBytes {
 		bad("http.maxDrawBodyBytes must be in 64..maxBodyBytes")
 	}
-	for name, d := range map[string]time.Duration{"http.readTimeout": c.HTTP.ReadTimeout, "http.writeTimeout": c.HTTP.WriteTimeout, "http.drawTimeout": c.HTTP.DrawTimeout, "kafka.timeout": c.Kafka.Timeout, "analytics.flushEvery": c.Analytics.FlushEvery, "jobs.stateEvery": c.Jobs.StateEvery, "jobs.compensateEvery": c.Jobs.CompensateEvery, "jobs.staleAfter": c.Jobs.StaleAfter, "jobs.reconcileEvery": c.Jobs.ReconcileEvery} {
+	for name, d := range map[string]time.Duration{"http.readTimeout": c.HTTP.ReadTimeout, "http.writeTimeout": c.HTTP.WriteTimeout, "http.drawTimeout": c.HTTP.DrawTimeout, "kafka.timeout": c.Kafka.Timeout, "analytics.flushEvery": c.Analytics.FlushEvery, "jobs.stateEvery": c.Jobs.StateEvery, "jobs.compensateEvery": c.Jobs.CompensateEvery, "jobs.staleAfter": c.Jobs.StaleAfter, "jobs.reconcileEvery": c.Jobs.ReconcileEvery, "orders.catalogTTL": c.Orders.CatalogTTL, "modules.pollEvery": c.Modules.PollEvery} {
 		if d <= 0 || d > 24*time.Hour {
 			bad("%s must be positive and at most 24h", name)
 		}
@@ -245,6 +276,15 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("orders.backend %q: sqlite or mysql", c.Orders.Backend)
+	}
+	switch c.Modules.Store {
+	case "", "file":
+	case "mysql":
+		if c.Orders.Backend != "mysql" {
+			bad("modules.store mysql needs orders.backend mysql (the modules live in its base database)")
+		}
+	default:
+		bad("modules.store %q: file or mysql", c.Modules.Store)
 	}
 	if c.Orders.DBCount < 1 || c.Orders.DBCount > 64 || c.Orders.TBCount < 1 || c.Orders.TBCount > 64 {
 		bad("orders.dbCount and orders.tbCount must be in 1..64")

@@ -111,6 +111,16 @@
 //     the base database, no group commit, no cache (callers cache).
 //     SetSurplus writes the stock port's view into stock_surplus_count and
 //     award_surplus_count for the reconciliation job.
+//   - Modules (MySQL only): the module store of a cluster of edges, in the
+//     base database (wasm_generation, wasm_module, wasm_module_version,
+//     wasm_module_blob), reached through MySQL.Modules on the base pool.
+//     Every change runs in one transaction that first increments the single
+//     generation row, so changes are serialised cluster-wide on its lock
+//     (which also makes deleting bytes no version keeps race-free) and an
+//     edge polls one primary-key read. Its records are orders' own types,
+//     because orders does not import wasm (wazero); the server adapts them
+//     to wasm.ModuleStore. SQLite keeps one edge, so modules stay in the
+//     wasm file store there.
 //   - Errors wrap the lottery sentinels with context: unique violations
 //     (SQLite's UNIQUE, MySQL's 1062) become ErrConflict, values a column
 //     refuses ErrInvalid, store failures (connections, timeouts, the server's

@@ -75,6 +75,42 @@ var mysqlBaseSchema = []string{
 		update_time   BIGINT        NOT NULL,
 		PRIMARY KEY (strategy_id, award_id)
 	)` + mysqlTableOptions,
+	// The module store (Modules): rule and draw modules shared by every
+	// edge of a cluster. wasm_generation has one row (id 1), the cluster's
+	// module generation: every change increments it first, in its
+	// transaction, so changes are serialised on that row's lock and an edge
+	// polls one primary-key read. wasm_module is a module's kind and active
+	// version; wasm_module_version its kept versions (position 0 is the
+	// newest upload); wasm_module_blob the bytes by sha256, shared by every
+	// version that uploaded them.
+	`CREATE TABLE IF NOT EXISTS wasm_generation (
+		id         TINYINT NOT NULL,
+		generation BIGINT  NOT NULL,
+		PRIMARY KEY (id)
+	)` + mysqlTableOptions,
+	`CREATE TABLE IF NOT EXISTS wasm_module (
+		module_name   VARBINARY(255) NOT NULL,
+		kind          VARCHAR(16)    NOT NULL COMMENT 'draw or rule',
+		active_sha256 VARBINARY(64)  NOT NULL COMMENT 'hex; empty for none',
+		generation    BIGINT         NOT NULL COMMENT 'wasm_generation of the last change',
+		update_time   BIGINT         NOT NULL,
+		PRIMARY KEY (module_name)
+	)` + mysqlTableOptions,
+	`CREATE TABLE IF NOT EXISTS wasm_module_version (
+		module_name VARBINARY(255) NOT NULL,
+		sha256      VARBINARY(64)  NOT NULL COMMENT 'hex',
+		position    INT            NOT NULL COMMENT '0 is the newest upload',
+		size        INT            NOT NULL,
+		uploaded    BIGINT         NOT NULL,
+		PRIMARY KEY (module_name, sha256),
+		KEY idx_sha (sha256)
+	)` + mysqlTableOptions,
+	`CREATE TABLE IF NOT EXISTS wasm_module_blob (
+		sha256      VARBINARY(64) NOT NULL COMMENT 'hex',
+		bytes       LONGBLOB      NOT NULL,
+		create_time BIGINT        NOT NULL,
+		PRIMARY KEY (sha256)
+	)` + mysqlTableOptions,
 }
 
 // mysqlShardSchema creates table tb of every sharded kind in a shard

@@ -115,7 +115,13 @@ func (s *Server) handleDeploy(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if st.Module != "" {
-		if v, ok := s.modules.Active(st.Module); !ok || v.Kind != abi.KindDraw {
+		v, ok := s.modules.Active(st.Module)
+		if !ok {
+			// Uploaded through another edge since this one last polled?
+			_ = s.modules.Sync(s.ctx) // a store error shows in readyz; the check below answers
+			v, ok = s.modules.Active(st.Module)
+		}
+		if !ok || v.Kind != abi.KindDraw {
 			s.fail(ctx, fmt.Errorf("%w: drawModule %q is not an uploaded draw module (GET /api/v1/modules lists them)", lottery.ErrInvalid, st.Module))
 			return
 		}

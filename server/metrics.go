@@ -63,6 +63,16 @@ func newMetrics(s *Server) *metrics {
 		counter("lottery_analytics_flushed_total", "Draw events written to the analytics store.", func() uint64 { return s.sink.Stats().Flushed }),
 		gauge("lottery_analytics_buffered", "Draw events waiting in the analytics buffer (bounded by analytics.capacity).", func() float64 { return float64(s.sink.Stats().Buffered) }),
 		counter("lottery_analytics_dropped_total", "Draw events dropped because the analytics buffer was full.", func() uint64 { return s.sink.Stats().Dropped }),
+		gauge("lottery_module_generation", "The module store generation this edge has applied.", func() float64 { return float64(s.modules.Stats().Generation) }),
+		gauge("lottery_module_sync_ok", "1 when this edge serves every module's active version in the store and the store answers, else 0 (see /readyz).", func() float64 {
+			if st := s.modules.Stats(); st.Failing == 0 && st.StoreErr == nil {
+				return 1
+			}
+			return 0
+		}),
+		gauge("lottery_module_failing", "Modules whose active version in the store did not load on this edge (the previous version serves).", func() float64 { return float64(s.modules.Stats().Failing) }),
+		counter("lottery_module_load_failures_total", "Attempts to load a module version from the store that failed (retries count).", func() uint64 { return s.modules.Stats().LoadFailures }),
+		counter("lottery_module_store_errors_total", "Polls of the module store that failed.", func() uint64 { return s.modules.Stats().StoreErrors }),
 		counter("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
 	)
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))

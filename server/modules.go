@@ -31,7 +31,8 @@ func (s *Server) handleUpload(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) handleListModules(ctx *fasthttp.RequestCtx) {
-	s.writeJSON(ctx, http.StatusOK, map[string]any{"modules": nonNil(s.modules.List())})
+	st := s.modules.Stats()
+	s.writeJSON(ctx, http.StatusOK, map[string]any{"modules": nonNil(s.modules.List()), "generation": st.Generation, "failures": s.modules.Failures()})
 }
 
 // handleRollback answers POST /api/v1/modules/{name}/rollback with

@@ -160,10 +160,26 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetBody(b)
 }
 
+// handleReady answers /readyz: 503 while starting or shutting down; else
+// 200, with status "ready", or "degraded" when a module version in the
+// store did not load here (the previous version keeps serving, so the edge
+// stays in rotation: every edge runs the same checks, and taking them all
+// out for a version none can load would stop the sale) or the module store
+// does not answer. A degraded body names each failing module, the version
+// it should serve, the version it serves and the error.
 func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
 	if err := s.ready(); err != nil {
 		s.writeJSON(ctx, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 		return
 	}
-	s.writeJSON(ctx, http.StatusOK, map[string]string{"status": "ready"})
+	failures, storeErr := s.degraded()
+	if len(failures) == 0 && storeErr == "" {
+		s.writeJSON(ctx, http.StatusOK, map[string]string{"status": "ready"})
+		return
+	}
+	body := map[string]any{"status": "degraded", "modules": failures}
+	if storeErr != "" {
+		body["moduleStore"] = storeErr
+	}
+	s.writeJSON(ctx, http.StatusOK, body)
 }

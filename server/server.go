@@ -129,7 +129,11 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	}
 	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery, RetryMax: time.Second, Logger: log})
 	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout})
-	if s.modules, err = wasm.NewHost(wasm.HostConfig{DataDir: filepath.Join(cfg.DataDir, "modules"), Logger: log}); err != nil {
+	modStore, err := openModuleStore(cfg, s.store)
+	if err != nil {
+		return nil, err
+	}
+	if s.modules, err = wasm.NewHost(wasm.HostConfig{DataDir: filepath.Join(cfg.DataDir, "modules"), Store: modStore, Logger: log}); err != nil {
 		return nil, fmt.Errorf("modules: %w", err)
 	}
 	ids, err := lottery.NewSnowflake(cfg.Node)
@@ -139,7 +143,7 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	s.svc, err = lottery.NewService(lottery.Deps{
 		Catalog: s.store, Orders: s.store, Ledger: s.store, Stock: s.stock, Admin: s.stock,
 		Drawer: s.modules, Events: s.sink, Relay: s.relay, IDs: ids,
-	}, lottery.ServiceConfig{DrawTimeout: cfg.HTTP.DrawTimeout})
+	}, lottery.ServiceConfig{DrawTimeout: cfg.HTTP.DrawTimeout, CatalogTTL: cfg.Orders.CatalogTTL})
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +221,7 @@ func (s *Server) Start(ln net.Listener) error {
 		})
 	}
 	s.relayG.start(s.ctx, s.relay.Run)
-	s.jobs.start(s.ctx, s.stateJob, s.compensationJob, s.reconcileJob)
+	s.jobs.start(s.ctx, s.stateJob, s.compensationJob, s.reconcileJob, s.moduleWatcher)
 	go func() { s.serveErr <- s.http.Serve(ln) }() // owned: Shutdown stops it and reads serveErr
 	s.log.Info("lottery edge listening", "addr", ln.Addr().String())
 	return nil
@@ -228,6 +232,17 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Wait blocks until the HTTP server stops on its own (an accept error).
 func (s *Server) Wait() error { return <-s.serveErr }
+
+// degraded lists what keeps a ready edge from serving exactly what the
+// cluster's module store says: modules whose store version did not load
+// here (the previous version serves), and a store that stopped answering.
+func (s *Server) degraded() (failures []wasm.LoadFailure, storeErr string) {
+	st := s.modules.Stats()
+	if st.StoreErr != nil {
+		storeErr = fmt.Sprintf("module store unreachable since %s: %v", st.StoreErrSince.UTC().Format(time.RFC3339), st.StoreErr)
+	}
+	return s.modules.Failures(), storeErr
+}
 
 func (s *Server) ready() error {
 	switch {
@@ -316,6 +331,14 @@ func (s *Server) reconcileJob(ctx context.Context) {
 			s.log.Warn("stock reconciliation", "err", err)
 		}
 	})
+}
+
+// moduleWatcher follows the module store: every modules.pollEvery it reads
+// the store's generation and, when another edge changed a module, loads the
+// versions that changed (a version that does not load leaves the previous
+// one serving; readyz and the metrics say so).
+func (s *Server) moduleWatcher(ctx context.Context) {
+	s.modules.Watch(ctx, s.cfg.Modules.PollEvery)
 }
 
 // every runs fn now and then every period until ctx ends.

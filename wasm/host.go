@@ -30,10 +30,17 @@ const (
 // HostConfig configures a Host. The zero value is valid: every zero field
 // takes its default.
 type HostConfig struct {
-	// DataDir is where modules persist: their bytes by sha256, an index of
-	// the kept and active versions, and wazero's compilation cache. Empty
-	// keeps everything in memory (nothing survives Close).
+	// DataDir holds wazero's compilation cache and, without a Store, the
+	// modules (a FileStore on it). Empty keeps everything in memory
+	// (nothing survives Close).
 	DataDir string
+	// Store is where modules persist (default: a FileStore on DataDir). A
+	// store shared by several hosts makes them serve the same versions:
+	// each calls Sync (or runs Watch) to follow the others' changes.
+	Store ModuleStore
+	// RetryEvery is how often Sync retries loading a store version that
+	// failed to load while the store does not change (default 10 s).
+	RetryEvery time.Duration
 	// MaxModuleBytes caps an upload's size (default 1 MiB).
 	MaxModuleBytes int
 	// MaxMemoryPages caps every instance's linear memory, in 64 KiB pages
@@ -101,6 +108,9 @@ func (c HostConfig) withDefaults() (HostConfig, error) {
 	if c.KeepVersions == 0 {
 		c.KeepVersions = DefaultKeepVersions
 	}
+	if c.RetryEvery <= 0 {
+		c.RetryEvery = DefaultRetryEvery
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -122,13 +132,24 @@ type Host struct {
 	cache  wazero.CompilationCache
 	modCfg wazero.ModuleConfig
 	limits limits
-	store  *store
+	store  ModuleStore
 	native lottery.NativeDrawer
 	bg     context.Context // wazero calls never see a caller's context values
 
 	admin sync.Mutex // serialises Upload, Rollback and Close
 	mu    sync.Mutex // guards every module's history
 	mods  atomic.Pointer[map[string]*module]
+	gen   atomic.Int64 // the store generation applied; written under admin
+
+	// failMu guards what Sync reports: the failures by module name, the
+	// time of the last failed load, and the store's error.
+	failMu        sync.Mutex
+	failures      map[string]LoadFailure
+	lastTry       time.Time
+	storeErr      error
+	storeErrSince time.Time
+	loadFailures  atomic.Uint64
+	storeErrors   atomic.Uint64
 
 	epoch  atomic.Int64 // watchdog ticks
 	liveMu sync.Mutex
@@ -143,21 +164,25 @@ var _ lottery.Drawer = (*Host)(nil)
 
 // NewHost starts a host: the runtime with its compilation cache (under
 // DataDir), the WASI host functions, the built-in draw modules, and the
-// active version of every module persisted in DataDir. A persisted module
-// that no longer loads (a corrupt file, a lowered limit) is logged and left
-// without an active version; a corrupt index is an error.
+// active version of every module in the store. A stored module that does
+// not load (a corrupt file, a lowered limit) is logged, reported by
+// Failures and left without an active version; a store that cannot be read
+// (a corrupt index, a database down) is an error.
 func NewHost(cfg HostConfig) (*Host, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStore(cfg.DataDir)
-	if err != nil {
-		return nil, err
+	st := cfg.Store
+	if st == nil {
+		if st, err = NewFileStore(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
-	idx, err := st.loadIndex()
+	ctx := context.Background()
+	recs, gen, err := st.Index(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("wasm: reading the module store: %w", err)
 	}
 	var cache wazero.CompilationCache
 	if cfg.DataDir != "" {
@@ -167,7 +192,6 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	ctx := context.Background()
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCoreFeatures(api.CoreFeaturesV2).
 		WithMemoryLimitPages(cfg.MaxMemoryPages).
@@ -196,17 +220,19 @@ func NewHost(cfg HostConfig) (*Host, error) {
 			maxPages: cfg.MaxMemoryPages,
 			wasi:     wasiFunctions(rt.Module(wasiModule)),
 		},
-		store: st,
-		bg:    ctx,
-		live:  make(map[*version]struct{}),
-		stop:  make(chan struct{}),
+		store:    st,
+		bg:       ctx,
+		live:     make(map[*version]struct{}),
+		failures: make(map[string]LoadFailure),
+		stop:     make(chan struct{}),
 	}
 	h.mods.Store(&map[string]*module{})
 	if err := h.registerBuiltins(); err != nil {
 		_ = h.Close(ctx)
 		return nil, err
 	}
-	h.restore(idx)
+	h.applyIndex(ctx, recs)
+	h.gen.Store(gen)
 	if cfg.Deadline > 0 {
 		h.wg.Add(1)
 		go h.watch()

@@ -57,9 +57,6 @@ type module struct {
 	builtin bool
 	active  atomic.Pointer[version]
 	history []Version // newest upload first, Active unset; guarded by Host.mu
-	// lastActive is the persisted active version when it failed to load at
-	// start, so the index keeps it until an upload or rollback.
-	lastActive string
 }
 
 // lookup returns the module registered under name, or nil.
@@ -90,12 +87,14 @@ func checkName(name string) error {
 }
 
 // Upload validates, instruments and compiles bin as version of the module
-// name of the given kind, warms its pool, runs a canary call and makes it
-// the active version; the previous version drains and closes in the
-// background. Uploading the active version again changes nothing. A module
-// keeps the kind of its first upload. A rejected module (a *RejectError
-// wrapping lottery.ErrInvalid, saying why) or a storage failure changes
-// nothing: the old version keeps serving.
+// name of the given kind, warms its pool, runs a canary call, records it in
+// the store as the module's active version and makes it active here; the
+// previous version drains and closes in the background. Hosts sharing the
+// store load it at their next Sync. Uploading the active version again
+// changes nothing. A module keeps the kind of its first upload. A rejected
+// module (a *RejectError wrapping lottery.ErrInvalid, saying why) or a
+// storage failure (ErrUnavailable) changes nothing: the old version keeps
+// serving, here and on every host.
 func (h *Host) Upload(ctx context.Context, name string, kind abi.Kind, bin []byte) (Version, error) {
 	if err := checkName(name); err != nil {
 		return Version{}, err
@@ -129,39 +128,39 @@ func (h *Host) Upload(ctx context.Context, name string, kind abi.Kind, bin []byt
 	if err != nil {
 		return Version{}, err
 	}
-	if err := h.store.put(sum, bin); err != nil {
+	rec, gen, err := h.store.Update(ctx, name, bin, func(cur *StoredModule) (StoredModule, error) {
+		next := StoredModule{Name: name, Kind: kind.String()}
+		if cur != nil {
+			if cur.Kind != kind.String() {
+				return next, rejectf("module %q is a %s module; a %v module needs another name", name, cur.Kind, kind)
+			}
+			next.Versions = slices.DeleteFunc(slices.Clone(cur.Versions), func(x StoredVersion) bool { return x.SHA256 == sum })
+		}
+		next.Versions = append([]StoredVersion{{SHA256: sum, Size: len(bin), Uploaded: info.Uploaded}}, next.Versions...)
+		next.Versions = prune(next.Versions, sum, h.cfg.KeepVersions)
+		next.Active = sum
+		return next, nil
+	})
+	if err != nil {
 		v.closeNow()
-		return Version{}, fmt.Errorf("%w: %w", err, lottery.ErrUnavailable)
+		return Version{}, storeErr(err)
 	}
-	isNew := m == nil
-	if isNew {
+	if m == nil {
 		m = &module{name: name, kind: kind}
-	}
-	h.mu.Lock()
-	prev := m.history
-	m.history = append([]Version{info}, slices.DeleteFunc(slices.Clone(prev), func(x Version) bool { return x.SHA256 == sum })...)
-	dropped := h.prune(m, sum)
-	idx := h.indexLocked(m, sum)
-	h.mu.Unlock()
-	if err := h.store.saveIndex(idx); err != nil {
-		h.mu.Lock()
-		m.history = prev
-		h.mu.Unlock()
-		v.closeNow()
-		return Version{}, fmt.Errorf("%w: %w", err, lottery.ErrUnavailable)
-	}
-	h.removeBlobs(dropped)
-	if isNew {
 		h.addModule(m)
 	}
+	h.setHistory(m, rec)
 	h.activate(m, v)
+	h.clearFailure(name)
+	h.applied(gen)
 	return h.describe(m, info), nil
 }
 
-// Rollback makes a kept version of the module active again: sha is its full
-// sha256 or a prefix of at least 8 hex digits. Its bytes are reloaded and
-// go through the same checks, warm-up and canary as an upload (the
-// compilation cache makes this fast).
+// Rollback makes a kept version of the module active again, here and (at
+// their next Sync) on every host sharing the store: sha is its full sha256
+// or a prefix of at least 8 hex digits. Its bytes are reloaded and go
+// through the same checks, warm-up and canary as an upload (the compilation
+// cache makes this fast) before the store records the change.
 func (h *Host) Rollback(ctx context.Context, name, sha string) (Version, error) {
 	h.admin.Lock()
 	defer h.admin.Unlock()
@@ -198,23 +197,41 @@ func (h *Host) Rollback(ctx context.Context, name, sha string) (Version, error) 
 	if v := m.active.Load(); v != nil && v.info.SHA256 == info.SHA256 {
 		return h.describe(m, info), nil
 	}
-	bin, err := h.store.get(info.SHA256)
+	bin, err := h.store.Blob(ctx, info.SHA256)
 	if err != nil {
-		return Version{}, fmt.Errorf("%w: %w", err, lottery.ErrUnavailable)
+		return Version{}, storeErr(err)
 	}
 	v, err := h.load(info, bin)
 	if err != nil {
 		return Version{}, err
 	}
-	h.mu.Lock()
-	idx := h.indexLocked(m, info.SHA256)
-	h.mu.Unlock()
-	if err := h.store.saveIndex(idx); err != nil {
+	rec, gen, err := h.store.Update(ctx, name, nil, func(cur *StoredModule) (StoredModule, error) {
+		if cur == nil || !slices.ContainsFunc(cur.Versions, func(x StoredVersion) bool { return x.SHA256 == info.SHA256 }) {
+			return StoredModule{}, fmt.Errorf("wasm: module %q keeps no version %s any more: %w", name, info.ID(), lottery.ErrNotFound)
+		}
+		next := cloneModule(*cur)
+		next.Active = info.SHA256
+		return next, nil
+	})
+	if err != nil {
 		v.closeNow()
-		return Version{}, fmt.Errorf("%w: %w", err, lottery.ErrUnavailable)
+		return Version{}, storeErr(err)
 	}
+	h.setHistory(m, rec)
 	h.activate(m, v)
+	h.clearFailure(name)
+	h.applied(gen)
 	return h.describe(m, info), nil
+}
+
+// storeErr passes a refusal (ErrInvalid, ErrNotFound) or a context error
+// through and makes any other store failure ErrUnavailable.
+func storeErr(err error) error {
+	if errors.Is(err, lottery.ErrInvalid) || errors.Is(err, lottery.ErrNotFound) || errors.Is(err, lottery.ErrUnavailable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, lottery.ErrUnavailable)
 }
 
 // List returns every kept version of every module, by name and then newest
@@ -257,9 +274,6 @@ func (h *Host) describe(m *module, x Version) Version {
 
 // activate swaps v in as m's active version and retires the previous one.
 func (h *Host) activate(m *module, v *version) {
-	h.mu.Lock()
-	m.lastActive = ""
-	h.mu.Unlock()
 	h.liveMu.Lock()
 	h.live[v] = struct{}{}
 	h.liveMu.Unlock()
@@ -338,67 +352,27 @@ func (h *Host) canary(v *version) error {
 	return nil
 }
 
-// prune drops the oldest versions beyond KeepVersions, never the active
-// one, and returns the sums no kept version references any more. The
-// caller holds h.mu.
-func (h *Host) prune(m *module, active string) []string {
-	var dropped []string
-	for len(m.history) > h.cfg.KeepVersions {
-		i := len(m.history) - 1
-		if m.history[i].SHA256 == active {
+// prune drops the oldest versions beyond keep, never the active one.
+func prune(vs []StoredVersion, active string, keep int) []StoredVersion {
+	for len(vs) > keep {
+		i := len(vs) - 1
+		if vs[i].SHA256 == active {
 			i--
 		}
-		dropped = append(dropped, m.history[i].SHA256)
-		m.history = slices.Delete(m.history, i, i+1)
+		vs = slices.Delete(vs, i, i+1)
 	}
-	if len(dropped) == 0 {
-		return nil
-	}
-	used := map[string]bool{}
-	for _, o := range *h.mods.Load() {
-		for _, x := range o.history {
-			used[x.SHA256] = true
-		}
-	}
-	for _, x := range m.history {
-		used[x.SHA256] = true
-	}
-	return slices.DeleteFunc(dropped, func(s string) bool { return used[s] })
+	return vs
 }
 
-func (h *Host) removeBlobs(sums []string) {
-	for _, s := range sums {
-		if err := h.store.remove(s); err != nil {
-			h.log.Warn("wasm: removing an old module version", "sha256", s, "err", err)
-		}
+// setHistory replaces m's kept versions with the record's.
+func (h *Host) setHistory(m *module, rec StoredModule) {
+	hist := make([]Version, 0, len(rec.Versions))
+	for _, sv := range rec.Versions {
+		hist = append(hist, Version{Name: m.name, SHA256: sv.SHA256, Kind: m.kind, Size: sv.Size, Uploaded: sv.Uploaded})
 	}
-}
-
-// indexLocked returns the index with m's active version set to active
-// (m may not be registered yet). The caller holds h.mu.
-func (h *Host) indexLocked(m *module, active string) storedIndex {
-	mods := maps.Clone(*h.mods.Load())
-	mods[m.name] = m
-	var idx storedIndex
-	for _, name := range slices.Sorted(maps.Keys(mods)) {
-		o := mods[name]
-		if o.builtin {
-			continue
-		}
-		sm := storedModule{Name: o.name, Kind: o.kind.String()}
-		if o == m {
-			sm.Active = active
-		} else if v := o.active.Load(); v != nil {
-			sm.Active = v.info.SHA256
-		} else {
-			sm.Active = o.lastActive
-		}
-		for _, x := range o.history {
-			sm.Versions = append(sm.Versions, storedVersion{SHA256: x.SHA256, Size: x.Size, Uploaded: x.Uploaded})
-		}
-		idx.Modules = append(idx.Modules, sm)
-	}
-	return idx
+	h.mu.Lock()
+	m.history = hist
+	h.mu.Unlock()
 }
 
 // registerBuiltins loads the built-in draw modules of wasm/builtin.
@@ -418,39 +392,4 @@ func (h *Host) registerBuiltins() error {
 		h.activate(m, v)
 	}
 	return nil
-}
-
-// restore registers the persisted modules and loads their active versions.
-func (h *Host) restore(idx storedIndex) {
-	for _, sm := range idx.Modules {
-		kind, _ := abi.ParseKind(sm.Kind)
-		if checkName(sm.Name) != nil || h.lookup(sm.Name) != nil {
-			h.log.Error("wasm: skipping a persisted module with a bad or reserved name", "module", sm.Name)
-			continue
-		}
-		m := &module{name: sm.Name, kind: kind, lastActive: sm.Active}
-		var info *Version
-		for _, sv := range sm.Versions {
-			x := Version{Name: sm.Name, SHA256: sv.SHA256, Kind: kind, Size: sv.Size, Uploaded: sv.Uploaded}
-			m.history = append(m.history, x)
-			if sv.SHA256 == sm.Active {
-				info = &m.history[len(m.history)-1]
-			}
-		}
-		h.addModule(m)
-		if info == nil {
-			continue
-		}
-		bin, err := h.store.get(info.SHA256)
-		var v *version
-		if err == nil {
-			v, err = h.load(*info, bin)
-		}
-		if err != nil {
-			h.log.Error("wasm: a persisted module did not load; it has no active version until an upload or rollback",
-				"module", info.ID(), "err", err)
-			continue
-		}
-		h.activate(m, v)
-	}
 }

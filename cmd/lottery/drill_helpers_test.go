@@ -512,6 +512,13 @@ type award struct {
 // per user and the awards in mode; it stays in edit.
 func deployActivity(t *testing.T, url string, id, stock int64, mode int, awards []award) {
 	t.Helper()
+	deployActivityWith(t, url, id, stock, mode, awards, "")
+}
+
+// deployActivityWith is deployActivity with the strategy's draw module
+// ("" for the built-in one of the mode).
+func deployActivityWith(t *testing.T, url string, id, stock int64, mode int, awards []award, module string) {
+	t.Helper()
 	now := time.Now().UTC()
 	var aw []string
 	for i, a := range awards {
@@ -519,8 +526,8 @@ func deployActivity(t *testing.T, url string, id, stock int64, mode int, awards 
 			a.id, 1+i%4, a.id, a.id, a.count, a.rate))
 	}
 	body := fmt.Sprintf(`{"activity":{"activityId":%d,"name":"drill %d","beginTime":%q,"endTime":%q,"stockCount":%d,"takeCount":1,"strategyId":%d},
-		"strategy":{"strategyId":%d,"strategyMode":%d,"grantType":1,"awards":[%s]}}`,
-		id, id, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339), stock, id, id, mode, strings.Join(aw, ","))
+		"strategy":{"strategyId":%d,"strategyMode":%d,"grantType":1,"drawModule":%q,"awards":[%s]}}`,
+		id, id, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339), stock, id, id, mode, module, strings.Join(aw, ","))
 	if st, b := adminDo(t, url, "POST", "/api/v1/activities", body); st != http.StatusCreated {
 		t.Fatalf("deploy activity %d: %d %s", id, st, b)
 	}
