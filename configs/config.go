@@ -92,6 +92,19 @@ type Modules struct {
 	// it moved, loads the versions that changed: an upload or rollback on
 	// one edge serves on the others within about this period.
 	PollEvery time.Duration `yaml:"pollEvery"`
+	// The sandbox of every module (zero: the host's defaults, right for
+	// the built-in, compiled-tree and AssemblyScript modules). A Go (wasip1)
+	// guest needs about maxBytes 4 MiB and maxMemoryPages 64.
+	//
+	// MaxBytes caps an upload (default 1 MiB; at most http.maxBodyBytes).
+	MaxBytes int `yaml:"maxBytes"`
+	// MaxMemoryPages caps an instance's memory in 64 KiB pages (default 16).
+	MaxMemoryPages uint32 `yaml:"maxMemoryPages"`
+	// Fuel is the instruction budget of one call (default 10,000,000).
+	Fuel int64 `yaml:"fuel"`
+	// PoolSize is the number of instances per module version (default
+	// 2 x GOMAXPROCS).
+	PoolSize int `yaml:"poolSize"`
 }
 
 // ModuleStore returns the module store in effect: Modules.Store, or its
@@ -285,6 +298,18 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("modules.store %q: file or mysql", c.Modules.Store)
+	}
+	if m := c.Modules; m.MaxBytes < 0 || m.MaxBytes > c.HTTP.MaxBodyBytes {
+		bad("modules.maxBytes must be in 0..http.maxBodyBytes (%d)", c.HTTP.MaxBodyBytes)
+	}
+	if m := c.Modules; m.MaxMemoryPages > 16384 {
+		bad("modules.maxMemoryPages must be at most 16384 (1 GiB)")
+	}
+	if m := c.Modules; m.Fuel < 0 || m.Fuel > 10_000_000_000 {
+		bad("modules.fuel must be in 0..10000000000")
+	}
+	if m := c.Modules; m.PoolSize < 0 || m.PoolSize > 1024 {
+		bad("modules.poolSize must be in 0..1024")
 	}
 	if c.Orders.DBCount < 1 || c.Orders.DBCount > 64 || c.Orders.TBCount < 1 || c.Orders.TBCount > 64 {
 		bad("orders.dbCount and orders.tbCount must be in 1..64")

@@ -133,7 +133,10 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.modules, err = wasm.NewHost(wasm.HostConfig{DataDir: filepath.Join(cfg.DataDir, "modules"), Store: modStore, Logger: log}); err != nil {
+	if s.modules, err = wasm.NewHost(wasm.HostConfig{
+		DataDir: filepath.Join(cfg.DataDir, "modules"), Store: modStore, Logger: log,
+		MaxModuleBytes: cfg.Modules.MaxBytes, MaxMemoryPages: cfg.Modules.MaxMemoryPages, Fuel: cfg.Modules.Fuel, PoolSize: cfg.Modules.PoolSize,
+	}); err != nil {
 		return nil, fmt.Errorf("modules: %w", err)
 	}
 	ids, err := lottery.NewSnowflake(cfg.Node)
