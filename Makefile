@@ -26,8 +26,8 @@ services-stop:
 test-short:
 	$(GO) test -short $(PKGS)
 
-bench: build ## bare fasthttp vs the draw endpoint, pinned cores; writes BENCHMARKS.md
-	taskset -c 1 $(BIN) benchsuite --bin $(BIN) --out BENCHMARKS.md
+bench: build services ## bare fasthttp vs the draw endpoint of each edge profile (embedded, Redis, MariaDB, Wasm), pinned cores; writes BENCHMARKS.md
+	. .services/env && taskset -c 1 $(BIN) benchsuite --bin $(BIN) --out BENCHMARKS.md
 	$(GO) test -run XXX -bench . -benchmem ./lottery ./stock ./orders ./analytics
 
 fuzz: ## a short run of every fuzz target

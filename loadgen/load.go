@@ -34,6 +34,16 @@ type Config struct {
 	Progress io.Writer
 	// Timeout bounds each request (default 5s).
 	Timeout time.Duration
+	// Body builds the body of the request for user id user, the i-th of the
+	// Users (default: a draw of ActivityID). Bodies are built before the
+	// clock starts.
+	Body func(user string, i int) []byte
+	// Duration, when positive, stops sending new requests after it; Requests
+	// then only bounds the run.
+	Duration time.Duration
+	// Trace records every request's start, end and the draw module version
+	// of its answer in Result.Trace (for the hot-reload scenario).
+	Trace bool
 }
 
 // Result is what a run measured.
@@ -49,7 +59,24 @@ type Result struct {
 	ByStatus    map[int]int    `json:"byStatus"`
 	ByOutcome   map[string]int `json:"byOutcome"`
 	FirstError  string         `json:"firstError,omitempty"`
+	// Started is when the run started; Trace times are relative to it.
+	Started time.Time `json:"-"`
+	// Trace is every request in the order sent, when Config.Trace is set.
+	Trace []Sample `json:"-"`
+
+	lat []int64 // sorted latencies, for merging rounds
 }
+
+// Sample is one traced request: when it started and ended, relative to the
+// start of the run, and the draw module version its answer names ("" for
+// an answer without one, or a failed request).
+type Sample struct {
+	Start, End time.Duration
+	Module     string
+}
+
+// Failed counts the requests that did not get a 200 answer.
+func (r Result) Failed() int { return r.Requests - r.ByStatus[200] }
 
 func (c *Config) defaults() error {
 	if c.Path == "" {
@@ -61,8 +88,14 @@ func (c *Config) defaults() error {
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Second
 	}
-	if c.Requests <= 0 || c.Concurrency <= 0 || c.Users <= 0 || c.ActivityID <= 0 {
-		return errors.New("loadgen: requests, concurrency, users and activity must be positive")
+	if c.Requests <= 0 || c.Concurrency <= 0 || c.Users <= 0 || (c.ActivityID <= 0 && c.Body == nil) {
+		return errors.New("loadgen: requests, concurrency, users and activity (or a body) must be positive")
+	}
+	if c.Body == nil {
+		id := strconv.FormatInt(c.ActivityID, 10)
+		c.Body = func(user string, _ int) []byte {
+			return []byte(`{"userId":"` + user + `","activityId":` + id + `}`)
+		}
 	}
 	if c.Concurrency > c.Requests {
 		c.Concurrency = c.Requests
@@ -83,25 +116,29 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// Pre-build one body per user.
 	bodies := make([][]byte, cfg.Users)
 	for i := range bodies {
-		bodies[i] = []byte(`{"userId":"` + cfg.UserPrefix + strconv.Itoa(i) + `","activityId":` + strconv.FormatInt(cfg.ActivityID, 10) + `}`)
+		bodies[i] = cfg.Body(cfg.UserPrefix+strconv.Itoa(i), i)
 	}
 	uri := "http://" + u.Host + cfg.Path
+	// lat[i] is the latency of request i, or -1 if it was never sent (the
+	// run's Duration passed).
 	lat := make([]int64, cfg.Requests)
-	type tally struct {
-		status  map[int]int
-		outcome map[string]int
-		errs    int
-		first   string
+	var trace []Sample
+	if cfg.Trace {
+		trace = make([]Sample, cfg.Requests)
 	}
 	tallies := make([]tally, cfg.Concurrency)
 	var next, done atomic.Int64
 	stopBar := progress(cfg.Progress, cfg.Requests, &done)
 	start := time.Now()
+	var deadline time.Time
+	if cfg.Duration > 0 {
+		deadline = start.Add(cfg.Duration)
+	}
 	var wg sync.WaitGroup
 	for w := range cfg.Concurrency {
 		wg.Go(func() {
 			t := &tallies[w]
-			t.status, t.outcome = map[int]int{}, map[string]int{}
+			t.status, t.outcome, t.modules = map[int]int{}, map[string]int{}, map[string]string{}
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
@@ -115,8 +152,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				}
 				req.SetBodyRaw(bodies[i%int64(cfg.Users)])
 				t0 := time.Now()
+				if !deadline.IsZero() && t0.After(deadline) {
+					lat[i] = -1
+					return
+				}
 				err := client.DoTimeout(req, resp, cfg.Timeout)
-				lat[i] = int64(time.Since(t0))
+				t1 := time.Now()
+				lat[i] = int64(t1.Sub(t0))
+				if trace != nil {
+					trace[i] = Sample{Start: t0.Sub(start), End: t1.Sub(start)}
+					if err == nil {
+						trace[i].Module = t.intern(moduleOf(resp.Body()))
+					}
+				}
 				done.Add(1)
 				if err != nil {
 					t.errs++
@@ -133,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	stopBar()
-	res := Result{Requests: int(done.Load()), Concurrency: cfg.Concurrency, Duration: elapsed, ByStatus: map[int]int{}, ByOutcome: map[string]int{}}
+	res := Result{Requests: int(done.Load()), Concurrency: cfg.Concurrency, Duration: elapsed, ByStatus: map[int]int{}, ByOutcome: map[string]int{}, Started: start}
 	for _, t := range tallies {
 		res.Errors += t.errs
 		if res.FirstError == "" {
@@ -146,27 +194,104 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			res.ByOutcome[k] += v
 		}
 	}
-	lat = lat[:res.Requests]
-	slices.Sort(lat)
+	// Keep the requests that were sent, in the order they were taken.
+	sent := lat[:0]
+	for i, l := range lat[:min(int(next.Load()), cfg.Requests)] {
+		if l < 0 {
+			continue
+		}
+		if trace != nil {
+			res.Trace = append(res.Trace, trace[i])
+		}
+		sent = append(sent, l)
+	}
+	slices.Sort(sent)
+	res.lat = sent
 	res.RPS = float64(res.Requests) / elapsed.Seconds()
-	res.P50, res.P90, res.P99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+	res.P50, res.P90, res.P99 = pct(sent, 50), pct(sent, 90), pct(sent, 99)
 	return res, ctx.Err()
+}
+
+// tally is what one connection of a run counted.
+type tally struct {
+	status  map[int]int
+	outcome map[string]int
+	modules map[string]string // module versions seen, interned for the trace
+	errs    int
+	first   string
+}
+
+// intern returns b as a string, allocating once per distinct value.
+func (t *tally) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := t.modules[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	t.modules[s] = s
+	return s
+}
+
+// Merge combines the results of runs measured one after the other (the
+// rounds of a paired scenario) as if they were one run: counts add up,
+// req/s is over the summed durations, percentiles over every latency.
+func Merge(rs ...Result) Result {
+	out := Result{ByStatus: map[int]int{}, ByOutcome: map[string]int{}}
+	for _, r := range rs {
+		out.Requests += r.Requests
+		out.Concurrency = max(out.Concurrency, r.Concurrency)
+		out.Errors += r.Errors
+		out.Duration += r.Duration
+		if out.FirstError == "" {
+			out.FirstError = r.FirstError
+		}
+		for k, v := range r.ByStatus {
+			out.ByStatus[k] += v
+		}
+		for k, v := range r.ByOutcome {
+			out.ByOutcome[k] += v
+		}
+		out.lat = append(out.lat, r.lat...)
+	}
+	slices.Sort(out.lat)
+	if out.Duration > 0 {
+		out.RPS = float64(out.Requests) / out.Duration.Seconds()
+	}
+	out.P50, out.P90, out.P99 = pct(out.lat, 50), pct(out.lat, 90), pct(out.lat, 99)
+	return out
 }
 
 var outcomeKey = []byte(`"outcome":"`)
 
 // outcomeOf finds the draw outcome in an answer without decoding it.
 func outcomeOf(body []byte) string {
-	i := bytes.Index(body, outcomeKey)
-	if i < 0 {
-		return "none"
+	if v := stringField(body, outcomeKey); v != nil {
+		return string(v)
 	}
-	rest := body[i+len(outcomeKey):]
+	return "none"
+}
+
+var moduleKey = []byte(`"module":"`)
+
+// moduleOf finds the draw module version (name@sha12) in an answer without
+// decoding it; nil when there is none.
+func moduleOf(body []byte) []byte { return stringField(body, moduleKey) }
+
+// stringField returns the value of the string field that key (`"name":"`)
+// starts, or nil.
+func stringField(body, key []byte) []byte {
+	i := bytes.Index(body, key)
+	if i < 0 {
+		return nil
+	}
+	rest := body[i+len(key):]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
-		return "none"
+		return nil
 	}
-	return string(rest[:j])
+	return rest[:j]
 }
 
 func pct(sorted []int64, p int) time.Duration {

@@ -1,306 +1,271 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
+	"slices"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // SuiteConfig describes `lottery benchsuite`: the bare handler and the draw
-// endpoint measured with the same generator in one run.
+// endpoint of several edge profiles, measured with the same generator in
+// one run.
 type SuiteConfig struct {
 	// Bin is the lottery binary to start as the server.
 	Bin string
 	// ServerCPU is the core the server runs on (taskset); the generator
 	// should itself run on another (the Makefile starts it under taskset).
 	ServerCPU string
-	// Requests per measured run of the bare handler and the flash sale;
-	// AllWinRequests for the all-win scenario; Concurrency connections.
+	// Requests per measured run of the bare handler and the flash sales;
+	// AllWinRequests for the all-win scenarios; Concurrency connections.
 	Requests, AllWinRequests, Concurrency int
-	// EdgeConfig is YAML appended to the edge's config (e.g. other shards).
+	// Rounds is how many times each paired scenario alternates its two
+	// variants (native and Wasm), each going first in every other round;
+	// default 10.
+	Rounds int
+	// ReloadDuration is how long the hot-reload scenario draws; its ten
+	// pushes are spread over it (default 20s).
+	ReloadDuration time.Duration
+	// EdgeConfig is YAML appended to every edge's config (e.g. other
+	// shards). It must not set what a profile sets (stock for the Redis
+	// profiles, orders for the MariaDB one): choose profiles with Profiles.
 	EdgeConfig string
-	Log        io.Writer
+	// Profiles names the edge profiles to run (default all): embedded,
+	// redis, mariadb, modules.
+	Profiles []string
+	// Getenv reads the services' addresses (default os.Getenv).
+	Getenv func(string) string
+	Log    io.Writer
 }
 
-// Scenario is one measured run.
+func (c *SuiteConfig) defaults() error {
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	if c.Getenv == nil {
+		c.Getenv = os.Getenv
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 10
+	}
+	if c.ReloadDuration <= 0 {
+		c.ReloadDuration = 20 * time.Second
+	}
+	if c.Requests <= 0 || c.AllWinRequests <= 0 || c.Concurrency <= 0 {
+		return errors.New("benchsuite: requests, all-win requests and concurrency must be positive")
+	}
+	for _, p := range c.Profiles {
+		if !slices.Contains(profileNames, p) {
+			return fmt.Errorf("benchsuite: unknown profile %q (have %s)", p, strings.Join(profileNames, ", "))
+		}
+	}
+	return nil
+}
+
+// Scenario is one row of the report: a measured run, or one that did not
+// run and why.
 type Scenario struct {
 	Name    string
 	Result  Result
 	Ratio   float64 // RPS / bare RPS
 	Verify  *Report
 	Comment string
+	// Notes are measured facts beside the table (Redis round trips per draw).
+	Notes []string
+	// Skipped says why the scenario did not run (a service not configured,
+	// or a failure), when it did not.
+	Skipped string
+	// RoundRatios are, for the second variant of a paired scenario, its
+	// req/s over the first variant's in each round: the two ran back to
+	// back, so a burst of other work on the machine shifts few of them.
+	RoundRatios []float64
 }
 
-const suiteToken = "benchsuite-admin-token-0123456789"
+// Target is a goal the suite checks, with what it measured.
+type Target struct {
+	What, Measured string
+	Met            bool
+	// Skipped says why it could not be checked.
+	Skipped string
+}
 
-// RunSuite measures the bare handler, then the edge in the flash-sale and
-// all-win scenarios, each after a warm-up.
-func RunSuite(ctx context.Context, cfg SuiteConfig) ([]Scenario, error) {
-	if cfg.Log == nil {
-		cfg.Log = io.Discard
+// ProfileRun is an edge profile as the suite ran it.
+type ProfileRun struct {
+	Name, Desc string
+	Skipped    string
+}
+
+// Suite is what one run of the suite measured.
+type Suite struct {
+	Started            time.Time
+	LoadStart, LoadEnd string // /proc/loadavg
+	Concurrency        int
+	Warmup             int
+	Profiles           []ProfileRun
+	Scenarios          []Scenario
+	Targets            []Target
+	Reload             *ReloadReport
+	// Leftovers lists what the run could not clean up on the services.
+	Leftovers []string
+	// Failed lists the profiles that failed while running.
+	Failed []string
+}
+
+// RunSuite measures the bare handler, then starts each edge profile in turn
+// on the same core, warms it up and measures its scenarios, then the bare
+// handler once more (how much the machine drifted during the run), and
+// checks the targets. A profile whose services are not configured is
+// skipped and says so; a profile that fails is reported and the others
+// still run (the caller decides what a failure means).
+func RunSuite(ctx context.Context, cfg SuiteConfig) (*Suite, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
 	}
-	var out []Scenario
-	// 1. The baseline: a bare fasthttp handler on one core (GOMAXPROCS=1).
-	addr, err := freeAddr()
+	s := &Suite{Started: time.Now().UTC(), LoadStart: loadavg(), Concurrency: cfg.Concurrency, Warmup: cfg.Requests / 20}
+	bare, err := measureBare(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	s.Scenarios = append(s.Scenarios, Scenario{Name: "bare fasthttp handler", Result: bare, Ratio: 1})
+
+	run := newRunID()
+	for _, p := range profiles(cfg, run) {
+		if len(cfg.Profiles) > 0 && !slices.Contains(cfg.Profiles, p.name) {
+			continue
+		}
+		pr := ProfileRun{Name: p.label, Desc: p.desc, Skipped: p.skip}
+		if p.skip == "" {
+			rows, leftovers, err := runProfile(ctx, cfg, s, p)
+			s.Scenarios = append(s.Scenarios, rows...)
+			s.Leftovers = append(s.Leftovers, leftovers...)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				fmt.Fprintf(cfg.Log, "profile %s FAILED: %v\n", p.label, err)
+				s.Failed = append(s.Failed, fmt.Sprintf("%s: %v", p.label, err))
+				pr.Skipped = "failed: " + err.Error()
+			}
+		} else {
+			fmt.Fprintf(cfg.Log, "profile %s skipped: %s\n", p.label, p.skip)
+		}
+		for _, sc := range p.scenarios { // rows for what did not run
+			if !slices.ContainsFunc(s.Scenarios, func(x Scenario) bool { return strings.HasPrefix(x.Name, sc.name) }) {
+				s.Scenarios = append(s.Scenarios, Scenario{Name: sc.name, Skipped: pr.Skipped})
+			}
+		}
+		s.Profiles = append(s.Profiles, pr)
+	}
+
+	again, err := measureBare(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.Scenarios = append(s.Scenarios, Scenario{Name: "bare fasthttp handler, again at the end", Result: again, Comment: "the same baseline after every profile: how much the machine drifted during the run"})
+	for i := range s.Scenarios {
+		if s.Scenarios[i].Skipped == "" {
+			s.Scenarios[i].Ratio = s.Scenarios[i].Result.RPS / bare.RPS
+		}
+	}
+	s.Targets = checkTargets(s)
+	s.LoadEnd = loadavg()
+	return s, nil
+}
+
+// measureBare starts the bare handler on the server core (GOMAXPROCS=1),
+// warms it up and measures it.
+func measureBare(ctx context.Context, cfg SuiteConfig) (Result, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return Result{}, err
 	}
 	stop, err := startPinned(ctx, cfg, []string{"GOMAXPROCS=1"}, "bare", "--addr", addr)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
+	defer stop()
 	base := "http://" + addr
 	fmt.Fprintf(cfg.Log, "bare handler on %s (cpu %s)\n", addr, cfg.ServerCPU)
 	_, _ = Run(ctx, Config{URL: base, Requests: cfg.Requests / 10, Concurrency: cfg.Concurrency, Users: 1000, ActivityID: 1})
 	bare, err := Run(ctx, Config{URL: base, Requests: cfg.Requests, Concurrency: cfg.Concurrency, Users: cfg.Requests, ActivityID: 1})
-	stop()
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	if bare.Errors > 0 {
-		return nil, fmt.Errorf("bare handler: %d errors: %s", bare.Errors, bare.FirstError)
+		return Result{}, fmt.Errorf("bare handler: %d errors: %s", bare.Errors, bare.FirstError)
 	}
-	out = append(out, Scenario{Name: "bare fasthttp handler", Result: bare, Ratio: 1})
 	fmt.Fprint(cfg.Log, bare.Format())
+	return bare, nil
+}
 
-	// 2. The edge, everything in process, on the same core.
-	dir, err := os.MkdirTemp("", "lottery-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	if addr, err = freeAddr(); err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(conf, []byte("demo: false\n"+cfg.EdgeConfig), 0o600); err != nil {
-		return nil, err
-	}
-	stop, err = startPinned(ctx, cfg, []string{"LOTTERY_ADMIN_TOKEN=" + suiteToken}, "serve", "--config", conf, "--addr", addr, "--data", filepath.Join(dir, "data"), "--log-level", "warn")
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
-	base = "http://" + addr
-	flashStock := max(cfg.Requests/100, 1)
-	// Warm-up activity (all win), then the measured activities.
-	if err := deploy(base, 9, 1_000_000, 1_000_000, 2, 1.0); err != nil {
-		return nil, err
-	}
-	_, _ = Run(ctx, Config{URL: base, Requests: cfg.Requests / 20, Concurrency: cfg.Concurrency, Users: cfg.Requests / 20, UserPrefix: "w", ActivityID: 9})
-	// Let the warm-up's invoices be delivered so its background work does not
-	// run during the measured runs.
-	if _, err := Verify(ctx, base, suiteToken, 9, time.Minute); err != nil {
-		return nil, err
-	}
-	if err := deploy(base, 1, int64(flashStock), int64(flashStock), 1, 0.5); err != nil {
-		return nil, err
-	}
-	for _, sc := range []struct {
-		name     string
-		activity int64
-		requests int
-		comment  string
-	}{
-		{"flash sale", 1, cfg.Requests, fmt.Sprintf("stock %d (1%% of requests), single-item 50%%: most draws answer sold_out", flashStock)},
-		{"all win", 2, cfg.AllWinRequests, "stock above the requests, total-rate: every draw takes, wins, writes a take and an order, publishes and delivers an invoice"},
-	} {
-		if sc.activity == 2 {
-			if err := deploy(base, 2, int64(2*sc.requests), int64(2*sc.requests), 2, 1.0); err != nil {
-				return nil, err
+// runProfile starts the profile's edge, warms it up with all-win draws
+// (their invoices delivered before anything is measured), runs its
+// scenarios, and cleans up after it.
+func runProfile(ctx context.Context, cfg SuiteConfig, s *Suite, p profile) (rows []Scenario, leftovers []string, err error) {
+	defer func() {
+		for _, c := range p.cleanup {
+			if note := c(context.WithoutCancel(ctx)); note != "" {
+				leftovers = append(leftovers, note)
 			}
 		}
-		res, err := Run(ctx, Config{URL: base, Requests: sc.requests, Concurrency: cfg.Concurrency, Users: sc.requests, UserPrefix: "s" + fmt.Sprint(sc.activity) + "-", ActivityID: sc.activity})
+	}()
+	fmt.Fprintf(cfg.Log, "\n== profile %s: %s\n", p.label, p.desc)
+	e, err := startEdge(ctx, cfg, "demo: false\n"+p.config+cfg.EdgeConfig)
+	if err != nil {
+		return nil, leftovers, err
+	}
+	defer e.stop()
+	const warmID = 9
+	if err := e.deploy(activity{id: warmID, stock: 1_000_000, awards: 1_000_000, mode: 2, rate: 1}); err != nil {
+		return nil, leftovers, err
+	}
+	_, _ = Run(ctx, Config{URL: e.base, Requests: s.Warmup, Concurrency: cfg.Concurrency, Users: s.Warmup, UserPrefix: "w", ActivityID: warmID})
+	// Let the warm-up's invoices be delivered so its background work does
+	// not run during the measured runs.
+	if _, err := e.verify(ctx, warmID); err != nil {
+		return nil, leftovers, err
+	}
+	for _, sc := range p.scenarios {
+		out, err := sc.run(ctx, cfg, e, s)
+		for i := range out {
+			fmt.Fprintf(cfg.Log, "%s:\n%s", out[i].Name, out[i].Result.Format())
+			if out[i].Verify != nil {
+				fmt.Fprint(cfg.Log, out[i].Verify.Format())
+			}
+			for _, n := range out[i].Notes {
+				fmt.Fprintf(cfg.Log, "note: %s\n", n)
+			}
+		}
+		rows = append(rows, out...)
 		if err != nil {
-			return nil, err
+			return rows, leftovers, fmt.Errorf("%s: %w", sc.name, err)
 		}
-		fmt.Fprintf(cfg.Log, "%s:\n%s", sc.name, res.Format())
-		rep, err := Verify(ctx, base, suiteToken, sc.activity, 2*time.Minute)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprint(cfg.Log, rep.Format())
-		out = append(out, Scenario{Name: sc.name, Result: res, Ratio: res.RPS / bare.RPS, Verify: &rep, Comment: sc.comment})
 	}
-	return out, nil
+	return rows, leftovers, nil
 }
 
-// deploy creates activity id (strategy id) with the given stock and award
-// count (split over two awards), in mode with the total rate, and starts it.
-func deploy(base string, id, stock, awards int64, mode int, rate float64) error {
-	now := time.Now().UTC()
-	body := fmt.Sprintf(`{"activity":{"activityId":%d,"name":"bench %d","beginTime":%q,"endTime":%q,"stockCount":%d,"takeCount":1,"strategyId":%d},
-	"strategy":{"strategyId":%d,"strategyMode":%d,"grantType":1,"awards":[
-	 {"awardId":"a","awardType":2,"awardName":"code","awardContent":"gift code","awardCount":%d,"awardRate":%g},
-	 {"awardId":"b","awardType":1,"awardName":"card","awardContent":"thanks","awardCount":%d,"awardRate":%g}]}}`,
-		id, id, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339), stock, id, id, mode, (awards+1)/2, rate/2, awards/2, rate/2)
-	if err := post(base, "/api/v1/activities", body); err != nil {
-		return err
-	}
-	for _, a := range []string{"submit", "approve", "start"} {
-		if err := post(base, fmt.Sprintf("/api/v1/activities/%d/%s", id, a), ""); err != nil {
-			return err
-		}
-	}
-	return nil
+// newRunID names this run's Redis keys and MariaDB databases, so runs
+// never share state on the services.
+func newRunID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return time.Now().UTC().Format("20060102t150405") + "_" + hex.EncodeToString(b)
 }
 
-func post(base, path, body string) error {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(base + path)
-	req.Header.SetMethod("POST")
-	req.Header.Set("Authorization", "Bearer "+suiteToken)
-	req.SetBodyString(body)
-	if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
-	}
-	if resp.StatusCode() >= 300 {
-		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode(), resp.Body())
-	}
-	return nil
-}
-
-// startPinned starts the binary on the server core and waits until it answers.
-func startPinned(ctx context.Context, cfg SuiteConfig, env []string, args ...string) (func(), error) {
-	argv := append([]string{"-c", cfg.ServerCPU, cfg.Bin}, args...)
-	cmd := exec.CommandContext(ctx, "taskset", argv...)
-	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %v: %w", args, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }() // owned: stop waits for it
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
-	var addr string
-	for i, a := range args {
-		if a == "--addr" {
-			addr = args[i+1]
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return stop, nil
-		}
-		select {
-		case <-done:
-			return nil, fmt.Errorf("%v exited: %s", args, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("%v did not listen on %s: %s", args, addr, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return "", err
+		return "unknown"
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// WriteMarkdown writes the suite's results as BENCHMARKS.md content.
-func WriteMarkdown(w io.Writer, command string, sc []Scenario) error {
-	if len(sc) == 0 {
-		return errors.New("no scenarios")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
 	}
-	cpu := "unknown"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "model name") {
-				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
-				break
-			}
-		}
-	}
-	fmt.Fprintf(w, "## Draw endpoint against a bare fasthttp handler\n\n")
-	fmt.Fprintf(w, "Measured %s on %d cores (%s), %s. Command: `%s`.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), cores(), cpu, runtime.Version(), command)
-	fmt.Fprintf(w, "The server (bare handler with GOMAXPROCS=1, or the edge with everything it runs in process) is pinned to one core with taskset, the load generator (this binary, requests pre-built) to the other; %d connections.\n\n", sc[0].Result.Concurrency)
-	fmt.Fprintf(w, "| scenario | requests | req/s | ratio to bare | p50 | p90 | p99 | outcomes | verified |\n|---|---|---|---|---|---|---|---|---|\n")
-	for _, s := range sc {
-		v := "-"
-		if s.Verify != nil {
-			v = "OK"
-			if len(s.Verify.Violations) > 0 {
-				v = "VIOLATION: " + strings.Join(s.Verify.Violations, "; ")
-			}
-		}
-		var oc []string
-		for _, k := range sortedKeys(s.Result.ByOutcome) {
-			oc = append(oc, fmt.Sprintf("%s %d", k, s.Result.ByOutcome[k]))
-		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %.2f | %s | %s | %s | %s | %s |\n", s.Name, s.Result.Requests, s.Result.RPS, s.Ratio,
-			s.Result.P50.Round(time.Microsecond), s.Result.P90.Round(time.Microsecond), s.Result.P99.Round(time.Microsecond), strings.Join(oc, ", "), v)
-	}
-	fmt.Fprintln(w)
-	for _, s := range sc {
-		if s.Comment != "" {
-			fmt.Fprintf(w, "- %s: %s.\n", s.Name, s.Comment)
-		}
-	}
-	return nil
-}
-
-// ReplaceSection writes body into path between the markers
-// <!-- begin NAME --> and <!-- end NAME -->, appending them if absent, so
-// the suite refreshes its own numbers and leaves the rest of the file alone.
-func ReplaceSection(path, name, body string) error {
-	begin, end := "<!-- begin "+name+" -->\n", "<!-- end "+name+" -->\n"
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	s := string(old)
-	section := begin + body + end
-	i, j := strings.Index(s, begin), strings.Index(s, end)
-	if i >= 0 && j > i {
-		s = s[:i] + section + s[j+len(end):]
-	} else {
-		if s != "" && !strings.HasSuffix(s, "\n\n") {
-			s += "\n"
-		}
-		s += section
-	}
-	return os.WriteFile(path, []byte(s), 0o644)
-}
-
-// cores counts the machine's processors (runtime.NumCPU sees only the
-// cores this process is pinned to).
-func cores() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.NumCPU()
-	}
-	return strings.Count(string(b), "\nprocessor") + 1
+	return strings.Join(f[:3], " ")
 }

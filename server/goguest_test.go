@@ -32,6 +32,8 @@ func TestGoGuestOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Compiling 2.7 MB of Wasm takes a second, and over 15 under the race
+	// detector.
 	small := startEdge(t, func(c *configs.Config) { c.Demo = false })
 	if st, m := small.do("POST", "/api/v1/modules?name=go/happyhour&kind=draw", testToken, wasm); st != 400 || !strings.Contains(fmt.Sprint(m["message"]), "bytes") {
 		t.Fatalf("upload over the default size cap: %d %v; want 400 naming the size", st, m)
@@ -41,6 +43,7 @@ func TestGoGuestOverHTTP(t *testing.T) {
 		c.Demo = false
 		c.Modules.MaxBytes, c.Modules.MaxMemoryPages, c.Modules.PoolSize = 8<<20, 64, 2
 	})
+	e.timeout = 2 * time.Minute
 	st, m := e.do("POST", "/api/v1/modules?name=go/happyhour&kind=draw", testToken, wasm)
 	if st != 201 {
 		t.Fatalf("upload with raised limits: %d %v", st, m)

@@ -75,6 +75,7 @@ func newMetrics(s *Server) *metrics {
 		counter("lottery_module_store_errors_total", "Polls of the module store that failed.", func() uint64 { return s.modules.Stats().StoreErrors }),
 		counter("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
 	)
+	m.reg.MustRegister(stockCollectors(s.stock)...) // stock_metrics.go
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return m
 }

@@ -19,7 +19,8 @@ func treeModule(treeID string) string { return "tree/" + treeID }
 
 // handleTree answers POST /api/v1/rules/trees: a JSON or YAML rule tree,
 // validated (every problem listed), compiled to a Wasm module and
-// registered as the rule module tree/{id}.
+// registered as the rule module tree/{id}; with ?engine=native it is served
+// by the reference evaluator instead (native_rules.go).
 func (s *Server) handleTree(ctx *fasthttp.RequestCtx) {
 	t, err := rules.Decode(ctx.PostBody())
 	if err != nil {
@@ -28,6 +29,14 @@ func (s *Server) handleTree(ctx *fasthttp.RequestCtx) {
 	}
 	if err := t.Validate(); err != nil {
 		s.fail(ctx, fmt.Errorf("%w: rule tree %q: %v", lottery.ErrInvalid, t.ID, err))
+		return
+	}
+	if engine, err := treeEngine(ctx); err != nil || engine == engineNative {
+		if err != nil {
+			s.fail(ctx, err)
+		} else {
+			s.registerNativeTree(ctx, t) // native_rules.go
+		}
 		return
 	}
 	bin, err := rules.Compile(t)
@@ -40,6 +49,7 @@ func (s *Server) handleTree(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
+	s.native.drop(t.ID)
 	s.log.Info("rule tree compiled and registered", "tree", t.ID, "module", v.ID(), "bytes", len(bin))
 	s.writeJSON(ctx, http.StatusCreated, map[string]any{"treeId": t.ID, "module": v})
 }
@@ -119,11 +129,7 @@ func (s *Server) handleRuleDraw(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fmt.Errorf("%w: attributes: %v", lottery.ErrInvalid, err))
 		return
 	}
-	if _, ok := s.modules.Active(treeModule(req.TreeID)); !ok {
-		s.fail(ctx, fmt.Errorf("rule tree %q: %w", req.TreeID, lottery.ErrNotFound))
-		return
-	}
-	activityID, matched, err := s.modules.Decide(s.ctx, treeModule(req.TreeID), in)
+	activityID, matched, err := s.decideTree(req.TreeID, in)
 	if err != nil {
 		s.fail(ctx, err)
 		return

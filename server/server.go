@@ -42,6 +42,7 @@ type Server struct {
 	sink     *analytics.Sink
 	events   eventStore
 	metrics  *metrics
+	native   nativeTrees // rule trees served by the reference evaluator (native_rules.go)
 
 	http *fasthttp.Server
 	ln   net.Listener

@@ -20,9 +20,10 @@ const testToken = "test-admin-token-0123456789"
 
 // edge is a server on an in-memory listener with a client.
 type edge struct {
-	t   *testing.T
-	srv *Server
-	c   *fasthttp.Client
+	t       *testing.T
+	srv     *Server
+	c       *fasthttp.Client
+	timeout time.Duration // of one request; zero: 10 s
 }
 
 func startEdge(t *testing.T, mutate func(*configs.Config)) *edge {
@@ -67,7 +68,11 @@ func (e *edge) do(method, path, token string, body []byte) (int, map[string]any)
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.SetBody(body)
-	if err := e.c.DoTimeout(req, resp, 10*time.Second); err != nil {
+	timeout := e.timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	if err := e.c.DoTimeout(req, resp, timeout); err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	var m map[string]any

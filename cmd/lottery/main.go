@@ -32,7 +32,7 @@ usage:
   lottery bench   [--url URL] [--requests N] [--concurrency C] [--users U] [--activity ID] [--verify]
                                                                     drive draws and verify stock, prizes, orders and invoices
   lottery bare    [--addr HOST:PORT]                                a bare fasthttp handler, the benchmark baseline
-  lottery benchsuite [--out BENCHMARKS.md]                          bare handler vs the draw endpoint (make bench)
+  lottery benchsuite [--out BENCHMARKS.md] [--profiles LIST]        bare handler vs the draw endpoint of each edge profile (make bench)
   lottery analytics summary|awards|timeline|latency|modules --activity ID [--from T] [--to T] [--step D]
                                                                     print an analytics query of a running edge
   lottery rules   compile FILE [--out F.wasm] | test FILE --attrs JSON | push FILE
@@ -247,43 +247,6 @@ func bare(ctx context.Context, args []string) error {
 		return err
 	}
 	return loadgen.ServeBare(ctx, *addr, io.Discard)
-}
-
-func benchsuite(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("benchsuite", flag.ContinueOnError)
-	cfg := loadgen.SuiteConfig{Log: os.Stderr}
-	fs.StringVar(&cfg.Bin, "bin", "bin/lottery", "the lottery binary to start as the server")
-	fs.StringVar(&cfg.ServerCPU, "server-cpu", "0", "core for the server (taskset -c); run this command on another")
-	fs.IntVar(&cfg.Requests, "requests", 200000, "requests per run for the bare handler and the flash sale")
-	fs.IntVar(&cfg.AllWinRequests, "allwin-requests", 30000, "requests for the all-win run")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections")
-	out := fs.String("out", "", "markdown file to write (replaces the section between the suite markers)")
-	section := fs.String("section", "benchsuite", "name of the section of --out to replace")
-	edgeConf := fs.String("edge-config", "", "YAML file appended to the edge's config (e.g. orders: {dbCount: 1, tbCount: 1})")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *edgeConf != "" {
-		b, err := os.ReadFile(*edgeConf)
-		if err != nil {
-			return err
-		}
-		cfg.EdgeConfig = string(b)
-	}
-	sc, err := loadgen.RunSuite(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	var md strings.Builder
-	command := strings.TrimSpace("taskset -c 1 bin/lottery benchsuite " + strings.Join(args, " "))
-	if err := loadgen.WriteMarkdown(&md, command, sc); err != nil {
-		return err
-	}
-	fmt.Print(md.String())
-	if *out == "" {
-		return nil
-	}
-	return loadgen.ReplaceSection(*out, *section, md.String())
 }
 
 func broker(ctx context.Context, args []string) error {
