@@ -3,9 +3,13 @@ package orders
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +31,15 @@ const maxAttempts = 3
 // draws, instead of one each: for SQLite that saves the commit's fsync, for
 // MySQL the commit's round trip and redo-log write.
 //
-// A batch first runs without savepoints (the fast path); only when a request
-// fails after writing does it run again with a SAVEPOINT per request (see
-// runFast). A batch the server rolled back by itself (dialect.retry: a
-// deadlock) runs again, at most maxAttempts times in all.
+// On MySQL (dialect.bulk) a batch of two or more takes, draws, grants and
+// outbox updates runs as multi-row statements: one locking read, decisions
+// in Go, one statement per table and kind (see runBulk), in two round trips
+// with its COMMIT (runBulkConn). Otherwise, and when a request fails inside
+// a multi-row statement, the batch runs one request at a time: first
+// without savepoints (the fast path); only when a request fails after
+// writing does it run again with a SAVEPOINT per request (see runFast). A
+// batch the server rolled back by itself (dialect.retry: a deadlock) runs
+// again, at most maxAttempts times in all.
 //
 // Lifecycle: newWriter starts the goroutine; stop closes quit and waits for
 // it. A batch that was taken is always finished and answered before the
@@ -48,8 +57,10 @@ type writer struct {
 	done    chan struct{}
 
 	// commits and writes count transactions and the requests they carried;
-	// retries the batches run again after the server rolled them back.
-	commits, writes, retries atomic.Uint64
+	// retries the batches run again after the server rolled them back;
+	// fallbacks the batches whose multi-row statements met a request's own
+	// failure and that ran again one request at a time.
+	commits, writes, retries, fallbacks atomic.Uint64
 }
 
 // request is one caller's write. op runs inside the batch's transaction and
@@ -57,10 +68,20 @@ type writer struct {
 // is rolled back anyway). Only requestErrors are the request's own; any other
 // error fails the whole batch.
 type request struct {
-	ctx  context.Context
-	op   func(b *batch) error
-	err  error
-	done chan struct{}
+	ctx context.Context
+	op  func(b *batch) error
+	// At most one of take, draw, grant and stmts is set: the request's
+	// arguments in a form the writer may run together with other requests
+	// of its kind in multi-row statements (see runBulk); op then does the
+	// same one request at a time, the path a batch falls back to.
+	take  *takeReq
+	draw  *drawReq
+	grant *grantReq
+	// stmts, if set, are what op runs, and what the multi-row path adds to
+	// its writes: a request that writes without deciding anything.
+	stmts []sqlText
+	err   error
+	done  chan struct{}
 }
 
 // errClosed answers requests made after Close.
@@ -87,7 +108,13 @@ func newWriter(name string, d *dialect, db *sql.DB, stmts []*sql.Stmt, tbCount i
 // answer is never ambiguous; the writer skips requests whose ctx ended
 // before their turn.
 func (w *writer) do(ctx context.Context, op func(b *batch) error) error {
-	r := &request{ctx: ctx, op: op, done: make(chan struct{})}
+	return w.run(&request{ctx: ctx, op: op})
+}
+
+// run is do for a request made by the caller (one with bulk arguments).
+func (w *writer) run(r *request) error {
+	r.done = make(chan struct{})
+	ctx := r.ctx
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():
@@ -177,12 +204,53 @@ func (w *writer) commit(reqs []*request) {
 	}
 }
 
-// try runs live in one transaction: the fast path, then, if a request
-// failed after writing, the savepoint path in a new transaction. It sets
-// each request's own error; a failure of the batch comes back with the step
-// that failed, and then nothing of the batch was written (unless the step
-// is "commit", whose outcome the server did not tell).
+// try runs live in one transaction: the multi-row path when at least two
+// requests are takes, draws or grants (runBulk), else, or when a request
+// failed there on its own terms, the path of one request at a time
+// (tryRows). It sets each request's own error; a failure of the batch comes
+// back with the step that failed, and then nothing of the batch was written
+// (unless the step is "commit", whose outcome the server did not tell).
 func (w *writer) try(live []*request) (step string, err error) {
+	if w.d.bulk && bulkable(live) >= 2 {
+		step, redo, err := w.tryBulk(live)
+		if !redo {
+			return step, err
+		}
+		w.fallbacks.Add(1)
+	}
+	return w.tryRows(live)
+}
+
+// tryBulk runs live in one transaction with runBulk. redo reports that a
+// request failed on its own terms inside a multi-row statement (a duplicate
+// key, a value the column refuses) or after writing: the transaction was
+// rolled back, and the batch must run again one request at a time, which
+// finds the requests that failed.
+func (w *writer) tryBulk(live []*request) (step string, redo bool, err error) {
+	if w.d.multiStatements && bulkable(live) == len(live) {
+		return w.runBulkConn(live)
+	}
+	b, err := w.begin()
+	if err != nil {
+		return "begin", false, err
+	}
+	defer b.end()
+	if redo, err := w.runBulk(b, live); redo || err != nil {
+		_ = b.tx.Rollback()
+		if redo {
+			return "", true, nil
+		}
+		return "batch", false, err
+	}
+	if err := b.tx.Commit(); err != nil {
+		return "commit", false, err
+	}
+	return "", false, nil
+}
+
+// tryRows runs live one request at a time: the fast path without
+// savepoints, then, if a request failed after writing, the savepoint path.
+func (w *writer) tryRows(live []*request) (step string, err error) {
 	b, err := w.begin()
 	if err != nil {
 		return "begin", err
@@ -263,16 +331,23 @@ func (w *writer) tryEach(live []*request) (step string, err error) {
 // writes. The transaction closes its statements when it ends; end releases
 // the context.
 func (w *writer) begin() (*batch, error) {
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if w.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, w.timeout)
-	}
+	ctx, cancel := w.batchContext()
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	return &batch{ctx: ctx, cancel: cancel, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}, nil
+}
+
+// batchContext is a batch's own context, bounded by w.timeout. Without a
+// bound it is never done: the SQLite driver then spares each statement a
+// goroutine watching for cancellation.
+func (w *writer) batchContext() (context.Context, context.CancelFunc) {
+	if w.timeout > 0 {
+		return context.WithTimeout(context.Background(), w.timeout)
+	}
+	return context.Background(), func() {}
 }
 
 // runAll runs each request inside its own savepoint; a request error rolls
@@ -428,6 +503,18 @@ func writeIndex(k writeKind, tb, tbCount int) int {
 	return int(k)*tbCount + tb
 }
 
+// The columns of a take and of an order, and the placeholders of one row
+// (the take's arguments are those of takeArgs, the order's of orderArgs).
+const (
+	takeColumns = ` (take_id, user_id, activity_id, strategy_id, take_count, state, award_id, uuid, take_date)
+		VALUES `
+	takeRow       = `(?, ?, ?, ?, ?, 0, '', ?, ?)`
+	exportColumns = ` (order_id, user_id, activity_id, strategy_id, strategy_mode, grant_type, grant_date,
+		grant_state, award_id, award_type, award_name, award_content, uuid, mq_state, module, seed, order_time, update_time)
+		VALUES `
+	exportRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
+)
+
 // writeSQL returns the statement of kind k on table tb in dialect d. Only
 // the count decrement and the savepoint statements differ between dialects.
 func writeSQL(d *dialect, k writeKind, tb int) string {
@@ -437,16 +524,13 @@ func writeSQL(d *dialect, k writeKind, tb int) string {
 	case wDecrement:
 		return d.decrementSQL(ShardTable(TableTakeCount, tb))
 	case wInsertTake:
-		return `INSERT INTO ` + take + ` (take_id, user_id, activity_id, strategy_id, take_count, state, award_id, uuid, take_date)
-			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?)`
+		return `INSERT INTO ` + take + takeColumns + takeRow
 	case wUseTake:
 		return `UPDATE ` + take + ` SET state = 1, award_id = ? WHERE take_id = ? AND user_id = ? AND state = 0`
 	case wTakeState:
 		return `SELECT state FROM ` + take + ` WHERE take_id = ? AND user_id = ?`
 	case wInsertOrder:
-		return `INSERT INTO ` + export + ` (order_id, user_id, activity_id, strategy_id, strategy_mode, grant_type, grant_date,
-			grant_state, award_id, award_type, award_name, award_content, uuid, mq_state, module, seed, order_time, update_time)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
+		return `INSERT INTO ` + export + exportColumns + exportRow
 	case wGrant:
 		return `UPDATE ` + export + ` SET grant_state = 1, update_time = ? WHERE order_id = ? AND user_id = ? AND grant_state = 0`
 	case wOrderExists:
@@ -482,4 +566,578 @@ func closeStmts(stmts []*sql.Stmt) {
 			_ = s.Close()
 		}
 	}
+}
+
+// ---- Multi-row statements ----
+
+// takeReq is the arguments of a Take; nth is its answer, the user's n-th
+// take of the activity.
+type takeReq struct {
+	tb                     int
+	takeID                 int64
+	userID                 string
+	activityID, strategyID int64
+	takeCount              int
+	atMS                   int64
+	nth                    int
+}
+
+// args are the arguments of takeRow for the take numbered nth.
+func (t *takeReq) args(nth int) []any {
+	uuid := t.userID + "_" + strconv.FormatInt(t.activityID, 10) + "_" + strconv.Itoa(nth)
+	return []any{t.takeID, t.userID, t.activityID, t.strategyID, nth, uuid, t.atMS}
+}
+
+// drawReq is the arguments of a Draw; order holds the arguments of
+// exportRow, nil for a lost draw.
+type drawReq struct {
+	tb      int
+	takeID  int64
+	userID  string
+	awardID string
+	order   []any
+}
+
+// grantReq is the arguments of a Grant; moved is its answer.
+type grantReq struct {
+	tb      int
+	orderID int64
+	userID  string
+	now     int64
+	moved   bool
+}
+
+// bulkable counts the requests runBulk runs in multi-row statements.
+func bulkable(reqs []*request) int {
+	n := 0
+	for _, r := range reqs {
+		if r.take != nil || r.draw != nil || r.grant != nil || r.stmts != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// countKey names a count row; countRow is what runBulk knows of it.
+type countKey struct {
+	tb         int
+	userID     string
+	activityID int64
+}
+
+type countRow struct {
+	total, left   int
+	exists, dirty bool
+}
+
+// rowKey names a take or an order of table tb; idRow is what runBulk knows
+// of it: its user, and whether it is used (a take) or granted (an order).
+type rowKey struct {
+	tb int
+	id int64
+}
+
+type idRow struct {
+	userID string
+	done   bool
+}
+
+// sqlText is a statement and its arguments.
+type sqlText struct {
+	query string
+	args  []any
+}
+
+// runBulk runs the batch's takes, draws and grants in a few multi-row
+// statements instead of one or two statements each, and the other requests
+// one at a time (runFast), in b's transaction. It reads the rows the
+// requests depend on first, in one query, locking them (SELECT ... FOR
+// UPDATE on MySQL; the SQLite writer holds the database's write lock): the
+// count rows of the takes, the takes of the draws, the orders of the
+// grants. It then decides each request in Go, as its statements one at a
+// time would in the batch's order (a take past the user's limit is
+// ErrLimitReached, a draw of a used take ErrTakeUsed, of a missing take or
+// another user's ErrNotFound, a repeated grant moves nothing), and writes
+// the outcome with one statement per table and kind: the new count rows,
+// the changed ones, the takes, the used takes, the orders, the granted
+// orders (on MySQL as one text, one round trip).
+//
+// Failures decided in Go write nothing and leave the others going. A
+// request failing inside a multi-row statement (a duplicate take or order
+// id, a value a column refuses, a count row another process created since
+// the read, which cannot lock a missing row) fails the statement: runBulk
+// then asks for a redo one request at a time, which gives the error to
+// exactly the requests that cause it. Store failures and deadlocks come
+// back as err, as on the other path.
+func (w *writer) runBulk(b *batch, reqs []*request) (redo bool, err error) {
+	p, others := w.plan(reqs)
+	if query, args := p.read(w.d.union); query != "" {
+		if err := b.query(query, args, p.scan); err != nil {
+			return w.bulkErr(err)
+		}
+	}
+	p.decide(reqs)
+	if err := b.execAll(p.writes()); err != nil {
+		return w.bulkErr(err)
+	}
+	return w.runFast(b, others)
+}
+
+// runBulkConn is tryBulk for a batch that runBulk takes whole (takes,
+// draws, grants and outbox updates, nothing else), on a backend that takes
+// several statements per text (MySQL). It runs outside database/sql's
+// transactions, on the writer's connection: START TRANSACTION rides with
+// the read and COMMIT with the writes, so the batch costs two round trips
+// instead of four. On a failure it rolls back, or, if that fails too,
+// drops the connection, so a transaction never outlives its batch. A
+// failure of the writes' text is the "commit" step (its outcome unknown,
+// never retried) unless the server answered a statement's error
+// (dialect.statementErr), which stops the text before its COMMIT.
+func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error) {
+	ctx, cancel := w.batchContext()
+	defer cancel()
+	conn, err := w.db.Conn(ctx)
+	if err != nil {
+		return "begin", false, err
+	}
+	defer conn.Close()
+	fail := func(step string, err error) (string, bool, error) {
+		rctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
+		defer cancel()
+		if _, rerr := conn.ExecContext(rctx, `ROLLBACK`); rerr != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // drop it
+		}
+		redo, err := w.bulkErr(err)
+		return step, redo, err
+	}
+	p, _ := w.plan(reqs)
+	begin := []sqlText{{query: `START TRANSACTION`}}
+	if query, args := p.read(w.d.union); query != "" {
+		rows, err := conn.QueryContext(ctx, "START TRANSACTION;\n"+query, args...)
+		if err != nil {
+			return fail("batch", err)
+		}
+		if err := scanAll(rows, p.scan); err != nil {
+			return fail("batch", err)
+		}
+		begin = nil
+	}
+	p.decide(reqs)
+	query, args := joinSQL(slices.Concat(begin, p.writes(), []sqlText{{query: `COMMIT`}}))
+	if _, err := conn.ExecContext(ctx, query, args...); err != nil {
+		step := "commit"
+		if w.d.statementErr(err) {
+			step = "batch"
+		}
+		return fail(step, err)
+	}
+	return "", false, nil
+}
+
+// rollbackTimeout bounds the ROLLBACK after a failed batch.
+const rollbackTimeout = time.Second
+
+// bulkErr sorts an error of runBulk's statements: a request's own failure
+// (a duplicate key, a value a column refuses) asks for a redo one request
+// at a time; anything else fails the attempt (and a deadlock retries it).
+func (w *writer) bulkErr(err error) (redo bool, _ error) {
+	if w.d.retry != nil && w.d.retry(err) {
+		return false, err
+	}
+	if requestError(w.d.mapErr(err)) {
+		return true, nil
+	}
+	return false, err
+}
+
+// bulkPlan is what runBulk reads, decides and writes for one batch.
+type bulkPlan struct {
+	tbCount     int
+	countGroups []countGroup
+	drawIDs     [][]int64 // by table
+	grantIDs    [][]int64
+	counts      map[countKey]*countRow
+	takes       map[rowKey]*idRow
+	orders      map[rowKey]*idRow
+	// What decide found, by table.
+	newTakes  [][]*takeReq
+	usedTakes [][]*drawReq
+	newOrders [][]*drawReq
+	granted   [][]*grantReq
+	// extra are the statements of requests that decide nothing, written
+	// last.
+	extra []sqlText
+}
+
+// plan groups the batch's takes, draws and grants by table and returns the
+// other requests.
+func (w *writer) plan(reqs []*request) (p *bulkPlan, others []*request) {
+	p = &bulkPlan{
+		tbCount:   w.tbCount,
+		drawIDs:   make([][]int64, w.tbCount),
+		grantIDs:  make([][]int64, w.tbCount),
+		counts:    map[countKey]*countRow{},
+		takes:     map[rowKey]*idRow{},
+		orders:    map[rowKey]*idRow{},
+		newTakes:  make([][]*takeReq, w.tbCount),
+		usedTakes: make([][]*drawReq, w.tbCount),
+		newOrders: make([][]*drawReq, w.tbCount),
+		granted:   make([][]*grantReq, w.tbCount),
+	}
+	groupOf := map[countGroupKey]int{}
+	for _, r := range reqs {
+		r.err = nil
+		switch {
+		case r.take != nil:
+			t := r.take
+			gk := countGroupKey{t.tb, t.activityID}
+			i, ok := groupOf[gk]
+			if !ok {
+				i = len(p.countGroups)
+				groupOf[gk] = i
+				p.countGroups = append(p.countGroups, countGroup{countGroupKey: gk})
+			}
+			k := countKey{t.tb, t.userID, t.activityID}
+			if _, ok := p.counts[k]; !ok {
+				p.counts[k] = nil // listed; scan fills it if it exists
+				p.countGroups[i].users = append(p.countGroups[i].users, t.userID)
+			}
+		case r.draw != nil:
+			p.drawIDs[r.draw.tb] = append(p.drawIDs[r.draw.tb], r.draw.takeID)
+		case r.grant != nil:
+			p.grantIDs[r.grant.tb] = append(p.grantIDs[r.grant.tb], r.grant.orderID)
+		case r.stmts != nil:
+			p.extra = append(p.extra, r.stmts...)
+		default:
+			others = append(others, r)
+		}
+	}
+	return p, others
+}
+
+// The kinds of row the read returns.
+const (
+	readCount = iota
+	readTake
+	readOrder
+)
+
+// read returns the query that reads what the requests depend on, its
+// SELECTs joined by union: a row per count row, take or order, as (kind,
+// table, user, id, state, left), where for a count row id is the activity
+// and state the total count. It is "" when there is nothing to read.
+func (p *bulkPlan) read(union func([]string) string) (string, []any) {
+	var (
+		parts []string
+		args  []any
+	)
+	for _, g := range p.countGroups {
+		parts = append(parts, `SELECT `+strconv.Itoa(readCount)+` AS k, `+strconv.Itoa(g.tb)+` AS tb, user_id, activity_id, total_count, left_count
+			FROM `+ShardTable(TableTakeCount, g.tb)+` WHERE activity_id = ? AND user_id IN (`+marks(len(g.users))+`)`)
+		args = append(args, g.activityID)
+		for _, u := range g.users {
+			args = append(args, u)
+		}
+	}
+	readIDs := func(kind int, ids [][]int64, table, idCol, stateCol string) {
+		for tb, ids := range ids {
+			if len(ids) == 0 {
+				continue
+			}
+			ids = uniqueIDs(ids)
+			parts = append(parts, `SELECT `+strconv.Itoa(kind)+`, `+strconv.Itoa(tb)+`, user_id, `+idCol+`, `+stateCol+`, 0
+				FROM `+ShardTable(table, tb)+` WHERE `+idCol+` IN (`+marks(len(ids))+`)`)
+			for _, id := range ids {
+				args = append(args, id)
+			}
+		}
+	}
+	readIDs(readTake, p.drawIDs, TableTake, "take_id", "state")
+	readIDs(readOrder, p.grantIDs, TableExport, "order_id", "grant_state")
+	if len(parts) == 0 {
+		return "", nil
+	}
+	return union(parts), args
+}
+
+// scan records one row of the read.
+func (p *bulkPlan) scan(rows *sql.Rows) error {
+	var (
+		kind, tb, state, left int
+		user                  string
+		id                    int64
+	)
+	if err := rows.Scan(&kind, &tb, &user, &id, &state, &left); err != nil {
+		return err
+	}
+	switch kind {
+	case readCount:
+		p.counts[countKey{tb, user, id}] = &countRow{total: state, left: left, exists: true}
+	case readTake:
+		p.takes[rowKey{tb, id}] = &idRow{userID: user, done: state != 0}
+	case readOrder:
+		p.orders[rowKey{tb, id}] = &idRow{userID: user, done: state != 0}
+	}
+	return nil
+}
+
+// decide decides each take, draw and grant in the batch's order, setting
+// the request's error and answer.
+func (p *bulkPlan) decide(reqs []*request) {
+	for _, r := range reqs {
+		switch {
+		case r.take != nil:
+			t := r.take
+			k := countKey{t.tb, t.userID, t.activityID}
+			c := p.counts[k]
+			if c == nil {
+				c = &countRow{total: t.takeCount, left: t.takeCount}
+				p.counts[k] = c
+			}
+			if c.left <= 0 {
+				r.err = lottery.ErrLimitReached
+				continue
+			}
+			t.nth = c.total - c.left + 1
+			c.left--
+			c.dirty = true
+			p.newTakes[t.tb] = append(p.newTakes[t.tb], t)
+		case r.draw != nil:
+			d := r.draw
+			row := p.takes[rowKey{d.tb, d.takeID}]
+			switch {
+			case row == nil || row.userID != d.userID:
+				r.err = lottery.ErrNotFound
+				continue
+			case row.done:
+				r.err = lottery.ErrTakeUsed
+				continue
+			}
+			row.done = true
+			p.usedTakes[d.tb] = append(p.usedTakes[d.tb], d)
+			if d.order != nil {
+				p.newOrders[d.tb] = append(p.newOrders[d.tb], d)
+			}
+		case r.grant != nil:
+			g := r.grant
+			row := p.orders[rowKey{g.tb, g.orderID}]
+			if row == nil || row.userID != g.userID {
+				r.err = lottery.ErrNotFound
+				continue
+			}
+			g.moved = !row.done
+			if g.moved {
+				row.done = true
+				p.granted[g.tb] = append(p.granted[g.tb], g)
+			}
+		}
+	}
+}
+
+// writes returns the statements that write what decide found, one per
+// table and kind.
+func (p *bulkPlan) writes() []sqlText {
+	var out []sqlText
+	for _, g := range p.countGroups {
+		out = append(out, countWrites(g, p.counts)...)
+	}
+	for tb := range p.tbCount {
+		if ts := p.newTakes[tb]; len(ts) > 0 {
+			args := make([]any, 0, 7*len(ts))
+			for _, t := range ts {
+				args = append(args, t.args(t.nth)...)
+			}
+			out = append(out, sqlText{
+				query: `INSERT INTO ` + ShardTable(TableTake, tb) + takeColumns + repeatRow(takeRow, len(ts)),
+				args:  args,
+			})
+		}
+		if ds := p.usedTakes[tb]; len(ds) > 0 {
+			var sb strings.Builder
+			args := make([]any, 0, 3*len(ds))
+			sb.WriteString(`UPDATE ` + ShardTable(TableTake, tb) + ` SET state = 1, award_id = CASE take_id`)
+			for _, d := range ds {
+				sb.WriteString(` WHEN ? THEN ?`)
+				args = append(args, d.takeID, d.awardID)
+			}
+			sb.WriteString(` END WHERE take_id IN (` + marks(len(ds)) + `)`)
+			for _, d := range ds {
+				args = append(args, d.takeID)
+			}
+			out = append(out, sqlText{query: sb.String(), args: args})
+		}
+		if ds := p.newOrders[tb]; len(ds) > 0 {
+			args := make([]any, 0, len(ds[0].order)*len(ds))
+			for _, d := range ds {
+				args = append(args, d.order...)
+			}
+			out = append(out, sqlText{
+				query: `INSERT INTO ` + ShardTable(TableExport, tb) + exportColumns + repeatRow(exportRow, len(ds)),
+				args:  args,
+			})
+		}
+		if gs := p.granted[tb]; len(gs) > 0 {
+			args := make([]any, 0, 1+len(gs))
+			args = append(args, gs[0].now)
+			for _, g := range gs {
+				args = append(args, g.orderID)
+			}
+			out = append(out, sqlText{
+				query: `UPDATE ` + ShardTable(TableExport, tb) + ` SET grant_state = 1, update_time = ?
+					WHERE order_id IN (` + marks(len(gs)) + `)`,
+				args: args,
+			})
+		}
+	}
+	return append(out, p.extra...)
+}
+
+// countGroupKey names the count rows of one activity in table tb;
+// countGroup lists the users a batch takes for there, in order.
+type countGroupKey struct {
+	tb         int
+	activityID int64
+}
+
+type countGroup struct {
+	countGroupKey
+	users []string
+}
+
+// countWrites inserts the count rows of g that are new and updates those
+// that changed. A new row is inserted, not upserted: if another process
+// created it since the read (which cannot lock a missing row), the
+// duplicate key sends the batch to the per-request path, whose upsert
+// counts right.
+func countWrites(g countGroup, counts map[countKey]*countRow) []sqlText {
+	table := ShardTable(TableTakeCount, g.tb)
+	var (
+		inserts, updates []any
+		n, m             int
+		when             strings.Builder
+	)
+	for _, u := range g.users {
+		c := counts[countKey{g.tb, u, g.activityID}]
+		switch {
+		case c == nil || !c.dirty:
+		case !c.exists:
+			inserts = append(inserts, u, g.activityID, c.total, c.left)
+			n++
+		default:
+			when.WriteString(` WHEN ? THEN ?`)
+			updates = append(updates, u, c.left)
+			m++
+		}
+	}
+	var out []sqlText
+	if n > 0 {
+		out = append(out, sqlText{
+			query: `INSERT INTO ` + table + ` (user_id, activity_id, total_count, left_count) VALUES ` + repeatRow(`(?, ?, ?, ?)`, n),
+			args:  inserts,
+		})
+	}
+	if m > 0 {
+		args := append(updates, g.activityID)
+		for i := 0; i < len(updates); i += 2 {
+			args = append(args, updates[i])
+		}
+		out = append(out, sqlText{
+			query: `UPDATE ` + table + ` SET left_count = CASE user_id` + when.String() + ` END
+				WHERE activity_id = ? AND user_id IN (` + marks(m) + `)`,
+			args: args,
+		})
+	}
+	return out
+}
+
+// query runs a query in the batch's transaction and scans each row.
+func (b *batch) query(query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := b.tx.QueryContext(b.ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	return scanAll(rows, scan)
+}
+
+// scanAll scans each row and closes rows.
+func scanAll(rows *sql.Rows, scan func(*sql.Rows) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return rows.Close()
+}
+
+// execAll runs the statements; on MySQL in one round trip.
+func (b *batch) execAll(ws []sqlText) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	if !b.w.d.multiStatements {
+		for _, s := range ws {
+			if _, err := b.tx.ExecContext(b.ctx, s.query, s.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	query, args := joinSQL(ws)
+	_, err := b.tx.ExecContext(b.ctx, query, args...)
+	return err
+}
+
+// joinSQL joins statements into one text of several statements.
+func joinSQL(ss []sqlText) (string, []any) {
+	var (
+		sb strings.Builder
+		n  int
+	)
+	for _, s := range ss {
+		n += len(s.args)
+	}
+	args := make([]any, 0, n)
+	for i, s := range ss {
+		if i > 0 {
+			sb.WriteString(";\n")
+		}
+		sb.WriteString(s.query)
+		args = append(args, s.args...)
+	}
+	return sb.String(), args
+}
+
+// marks returns n comma-separated placeholders.
+func marks(n int) string {
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// repeatRow returns n copies of a row's placeholders, comma-separated.
+func repeatRow(row string, n int) string {
+	return strings.Repeat(row+", ", n-1) + row
+}
+
+func int64Args(ids []int64) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return args
+}
+
+// uniqueIDs returns ids without repeats, in their first order.
+func uniqueIDs(ids []int64) []int64 {
+	seen := make(map[int64]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }

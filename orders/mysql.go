@@ -201,7 +201,7 @@ func (s *MySQL) open() error {
 	t := s.cfg.Timeouts
 	// Catalog writes and reads share a pool; it reports matched rows, so a
 	// compare-and-set that sets a value already there still counts.
-	base, err := mysqlPool(s.base, t, true, nil)
+	base, err := mysqlPool(s.base, t, true, false, nil)
 	if err != nil {
 		return err
 	}
@@ -220,13 +220,16 @@ func (s *MySQL) open() error {
 		sh := &shard{name: mc.DBName + "@" + mc.Addr}
 		s.shards = append(s.shards, sh)
 		// The writer's pool must report changed rows, not matched ones: the
-		// count upsert tells "nothing left" by changing nothing.
-		if sh.wdb, err = mysqlPool(mc, t, false, writerInit); err != nil {
+		// count upsert tells "nothing left" by changing nothing. It sends
+		// several statements in one text (runBulk's reads, then its
+		// writes); their arguments are interpolated by the driver, never
+		// spliced in by hand.
+		if sh.wdb, err = mysqlPool(mc, t, false, true, writerInit); err != nil {
 			return err
 		}
 		sh.wdb.SetMaxOpenConns(1)
 		sh.wdb.SetMaxIdleConns(1)
-		if sh.rdb, err = mysqlPool(mc, t, false, nil); err != nil {
+		if sh.rdb, err = mysqlPool(mc, t, false, false, nil); err != nil {
 			return err
 		}
 		sh.rdb.SetMaxOpenConns(s.cfg.MaxOpenConns)
@@ -237,14 +240,14 @@ func (s *MySQL) open() error {
 
 // mysqlPool opens a pool on the database of mc with the store's settings:
 // timeouts, client-side interpolation of arguments (one round trip per
-// statement that is not prepared), found rows as asked, and init run on
-// every new connection.
-func mysqlPool(mc *mysql.Config, t MySQLTimeouts, foundRows bool, init []string) (*sql.DB, error) {
+// statement that is not prepared), found rows and multiple statements per
+// text as asked, and init run on every new connection.
+func mysqlPool(mc *mysql.Config, t MySQLTimeouts, foundRows, multiStatements bool, init []string) (*sql.DB, error) {
 	c := mc.Clone()
 	c.Timeout, c.ReadTimeout, c.WriteTimeout = t.Dial, t.Read, t.Write
 	c.InterpolateParams = true
 	c.ClientFoundRows = foundRows
-	c.MultiStatements = false
+	c.MultiStatements = multiStatements
 	// Every failure reaches the caller as an error; the driver's own log
 	// would only repeat it, or report reconnects that callers never see.
 	c.Logger = &mysql.NopLogger{}
@@ -325,7 +328,7 @@ func (s *MySQL) ensureDatabase(ctx context.Context, db *sql.DB, mc *mysql.Config
 func (s *MySQL) createDatabase(ctx context.Context, mc *mysql.Config) error {
 	server := mc.Clone()
 	server.DBName = ""
-	db, err := mysqlPool(server, s.cfg.Timeouts, false, nil)
+	db, err := mysqlPool(server, s.cfg.Timeouts, false, false, nil)
 	if err != nil {
 		return err
 	}
@@ -352,6 +355,40 @@ var mysqlDialect = &dialect{
 	mapErr:       mysqlMapErr,
 	retry:        mysqlRetry,
 	snapshot:     &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	// Every statement is a round trip and costs the server a parse, an
+	// optimisation and a reply: a batch's takes, draws, grants and outbox
+	// updates go as multi-row statements, its read in one round trip and
+	// its writes in another; concurrent UserState calls share a query.
+	bulk:            true,
+	union:           mysqlUnionForUpdate,
+	multiStatements: true,
+	statementErr:    mysqlStatementErr,
+	batchReads:      1,
+}
+
+// mysqlStatementErr reports the errors only a statement answers, never a
+// COMMIT: a duplicate key, a value a column refuses, a lock wait timeout, a
+// deadlock. The server stops a text of several statements at its first
+// error, so after one of these the COMMIT that ends the text did not run,
+// and the batch may be rolled back and run again. Any other error (a lost
+// connection, a failed COMMIT) leaves the outcome unknown.
+func mysqlStatementErr(err error) bool {
+	me, ok := errors.AsType[*mysql.MySQLError](err)
+	if !ok {
+		return false
+	}
+	switch me.Number {
+	case erDupEntry, erDupEntryKeyName, erLockWaitTimeout, erLockDeadlock,
+		erBadNullError, erWarnDataRange, erWarnDataTrunc, erTruncatedValue, erTruncatedField, erDataTooLong:
+		return true
+	}
+	return false
+}
+
+// mysqlUnionForUpdate joins SELECTs with UNION ALL, each locking the rows
+// it reads (FOR UPDATE: under READ COMMITTED, the rows that exist).
+func mysqlUnionForUpdate(selects []string) string {
+	return "(" + strings.Join(selects, " FOR UPDATE)\nUNION ALL (") + " FOR UPDATE)"
 }
 
 // mysqlDecrementSQL creates the count row at takeCount - 1, or decrements

@@ -41,6 +41,8 @@ type shard struct {
 	wstmt []*sql.Stmt // prepared on wdb, owned by w
 	// userState holds the UserState query of each table, prepared on rdb.
 	userState []*sql.Stmt
+	// states batches UserState reads (nil: each reads on its own).
+	states *stateReader
 }
 
 // dialect is what differs between the SQL backends on the shared paths.
@@ -76,6 +78,22 @@ type dialect struct {
 	retry func(error) bool
 	// snapshot are the options of Audit's read transaction (nil: defaults).
 	snapshot *sql.TxOptions
+	// bulk lets the writer run a batch's takes, draws and grants in
+	// multi-row statements (see runBulk); union joins the SELECTs of its
+	// read into one query, locking the rows they read where another
+	// process may write them; multiStatements sends its writes as one text
+	// of several statements, one round trip.
+	bulk            bool
+	union           func(selects []string) string
+	multiStatements bool
+	// batchReads is the number of goroutines per shard database that read
+	// the users' states of concurrent UserState calls together, one query
+	// for all that are waiting (see stateReader); 0 reads each on its own.
+	batchReads int
+	// statementErr reports whether an error of a text of several
+	// statements is one a statement answered, which stops the text before
+	// its COMMIT (see runBulkConn).
+	statementErr func(error) bool
 }
 
 // prepare prepares a shard database's statements: the writes on wdb, the
@@ -105,6 +123,9 @@ func (s *store) start(ctx context.Context, batchTimeout time.Duration) error {
 	}
 	for _, sh := range s.shards {
 		sh.w = newWriter(sh.name, s.d, sh.wdb, sh.wstmt, s.router.TBCount, batchTimeout)
+		if s.d.batchReads > 0 {
+			sh.states = newStateReader(sh.rdb, s.d.batchReads, batchTimeout)
+		}
 	}
 	return nil
 }
@@ -177,6 +198,9 @@ func (s *store) Close() error {
 			if sh.w != nil {
 				sh.w.stop()
 			}
+			if sh.states != nil {
+				sh.states.stop()
+			}
 		}
 		var (
 			errs   []error
@@ -210,6 +234,10 @@ type WriteStats struct {
 	// Retries counts batches run again because the server rolled them back
 	// (a deadlock with another process writing the same rows; MySQL only).
 	Retries uint64
+	// Fallbacks counts multi-row batches run again one request at a time
+	// because a request failed inside a multi-row statement (a duplicate
+	// key, a value a column refuses; MySQL only).
+	Fallbacks uint64
 }
 
 // WriteStats returns the group commit's counters; Writes/Commits is the
@@ -221,6 +249,7 @@ func (s *store) WriteStats() WriteStats {
 			st.Commits += sh.w.commits.Load()
 			st.Writes += sh.w.writes.Load()
 			st.Retries += sh.w.retries.Load()
+			st.Fallbacks += sh.w.fallbacks.Load()
 		}
 	}
 	return st
@@ -242,6 +271,16 @@ func userStateSQL(tb int) string {
 // the takes the user has left (-1 if the user never took part).
 func (s *store) UserState(ctx context.Context, userID string, activityID int64) (lottery.UserState, error) {
 	db, tb := s.router.Route(userID)
+	if r := s.shards[db].states; r != nil {
+		st, err := r.read(ctx, tb, userID, activityID)
+		if err != nil {
+			if !errors.Is(err, lottery.ErrUnavailable) {
+				err = unavailable(err)
+			}
+			return lottery.UserState{}, fmt.Errorf("orders: user state of %s in activity %d: %w", userID, activityID, err)
+		}
+		return st, nil
+	}
 	var (
 		left                            int
 		takeID, strategyID, n, takeDate sql.NullInt64
@@ -253,6 +292,183 @@ func (s *store) UserState(ctx context.Context, userID string, activityID int64) 
 	case err != nil:
 		return lottery.UserState{}, fmt.Errorf("orders: user state of %s in activity %d: %w", userID, activityID, unavailable(err))
 	}
+	return userState(userID, activityID, left, takeID, strategyID, n, takeDate), nil
+}
+
+// stateReader reads the users' states of one shard database for
+// concurrent UserState calls together: each of its goroutines takes every
+// call waiting (up to maxBatch) and answers them from one query, the
+// UserState query of each table and activity involved, joined by UNION
+// ALL. On MySQL a statement costs the server a round trip, a parse and a
+// result far more than the rows it reads, so under load this takes most
+// of the read path's cost away; at low load a call is read alone, as
+// before, by the next free goroutine.
+//
+// Lifecycle: newStateReader starts the goroutines; stop closes quit and
+// waits for them. A call not yet taken gets errClosed; a caller whose
+// context ends stops waiting (a read has no effect to be unsure about).
+type stateReader struct {
+	db      *sql.DB
+	timeout time.Duration // bounds one query; 0 for no bound
+	reqs    chan *stateReq
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type stateReq struct {
+	tb         int
+	userID     string
+	activityID int64
+	st         lottery.UserState
+	err        error
+	done       chan struct{}
+}
+
+func newStateReader(db *sql.DB, goroutines int, timeout time.Duration) *stateReader {
+	r := &stateReader{db: db, timeout: timeout, reqs: make(chan *stateReq), quit: make(chan struct{})}
+	for range goroutines {
+		r.wg.Go(r.loop)
+	}
+	return r
+}
+
+func (r *stateReader) stop() {
+	close(r.quit)
+	r.wg.Wait()
+}
+
+func (r *stateReader) read(ctx context.Context, tb int, userID string, activityID int64) (lottery.UserState, error) {
+	q := &stateReq{tb: tb, userID: userID, activityID: activityID, done: make(chan struct{})}
+	select {
+	case r.reqs <- q:
+	case <-ctx.Done():
+		return lottery.UserState{}, ctx.Err()
+	case <-r.quit:
+		return lottery.UserState{}, errClosed
+	}
+	select {
+	case <-q.done:
+		return q.st, q.err
+	case <-ctx.Done():
+		return lottery.UserState{}, ctx.Err()
+	}
+}
+
+func (r *stateReader) loop() {
+	qs := make([]*stateReq, 0, maxBatch)
+	for {
+		select {
+		case q := <-r.reqs:
+			qs = append(qs, q)
+		case <-r.quit:
+			return
+		}
+	fill:
+		for len(qs) < maxBatch {
+			select {
+			case q := <-r.reqs:
+				qs = append(qs, q)
+			default:
+				break fill
+			}
+		}
+		r.answer(qs)
+		for _, q := range qs {
+			close(q.done)
+		}
+		clear(qs)
+		qs = qs[:0]
+	}
+}
+
+// answer reads the states of qs in one query and sets each one's answer.
+func (r *stateReader) answer(qs []*stateReq) {
+	type group struct {
+		tb         int
+		activityID int64
+	}
+	var (
+		order  []group
+		users  = map[group][]any{}
+		states = map[stateKey]lottery.UserState{}
+	)
+	for _, q := range qs {
+		g := group{q.tb, q.activityID}
+		if _, ok := users[g]; !ok {
+			order = append(order, g)
+		}
+		users[g] = append(users[g], q.userID)
+	}
+	var (
+		parts []string
+		args  []any
+	)
+	for _, g := range order {
+		parts = append(parts, userStatesSQL(g.tb, len(users[g])))
+		args = append(args, g.activityID)
+		args = append(args, users[g]...)
+	}
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if r.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+	}
+	defer cancel()
+	err := func() error {
+		rows, err := r.db.QueryContext(ctx, strings.Join(parts, "\nUNION ALL "), args...)
+		if err != nil {
+			return err
+		}
+		return scanAll(rows, func(rows *sql.Rows) error {
+			var (
+				k                               stateKey
+				left                            int
+				takeID, strategyID, n, takeDate sql.NullInt64
+			)
+			if err := rows.Scan(&k.tb, &k.userID, &k.activityID, &left, &takeID, &strategyID, &n, &takeDate); err != nil {
+				return err
+			}
+			states[k] = userState(k.userID, k.activityID, left, takeID, strategyID, n, takeDate)
+			return nil
+		})
+	}()
+	for _, q := range qs {
+		if err != nil {
+			q.err = err
+			continue
+		}
+		st, ok := states[stateKey{q.tb, q.userID, q.activityID}]
+		if !ok {
+			st = lottery.UserState{Left: -1}
+		}
+		if st.Unused != nil {
+			t := *st.Unused // each caller owns its take
+			st.Unused = &t
+		}
+		q.st = st
+	}
+}
+
+type stateKey struct {
+	tb         int
+	userID     string
+	activityID int64
+}
+
+// userStatesSQL is userStateSQL for n users of one activity in table tb,
+// each row led by the table, the user and the activity; its arguments are
+// the activity and the users.
+func userStatesSQL(tb, n int) string {
+	take := ShardTable(TableTake, tb)
+	count := ShardTable(TableTakeCount, tb)
+	return `SELECT ` + strconv.Itoa(tb) + `, c.user_id, c.activity_id, c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date
+		FROM ` + count + ` c LEFT JOIN ` + take + ` t ON t.take_id = (
+			SELECT MIN(take_id) FROM ` + take + `
+			WHERE activity_id = c.activity_id AND user_id = c.user_id AND state = 0)
+		WHERE c.activity_id = ? AND c.user_id IN (` + marks(n) + `)`
+}
+
+// userState builds a UserState from what the UserState queries read.
+func userState(userID string, activityID int64, left int, takeID, strategyID, n, takeDate sql.NullInt64) lottery.UserState {
 	st := lottery.UserState{Left: left}
 	if takeID.Valid {
 		st.Unused = &lottery.Take{
@@ -265,7 +481,7 @@ func (s *store) UserState(ctx context.Context, userID string, activityID int64) 
 			At:         fromMS(takeDate.Int64),
 		}
 	}
-	return st, nil
+	return st
 }
 
 // Take records a new take of t.UserID in t.ActivityID: in one transaction on
@@ -289,21 +505,28 @@ func (s *store) Take(ctx context.Context, t *lottery.Take, takeCount int) error 
 	}
 	atMS := toMS(at)
 	db, tb := s.router.Route(t.UserID)
-	var nth int
-	err := s.shards[db].w.do(ctx, func(b *batch) error {
-		var err error
-		if nth, err = s.d.decrement(b, tb, t.UserID, t.ActivityID, takeCount); err != nil {
-			return s.d.mapErr(err)
-		}
-		uuid := t.UserID + "_" + strconv.FormatInt(t.ActivityID, 10) + "_" + strconv.Itoa(nth)
-		_, err = b.exec(wInsertTake, tb, t.ID, t.UserID, t.ActivityID, t.StrategyID, nth, uuid, atMS)
-		return s.d.mapErr(err)
-	})
-	if err != nil {
+	tr := &takeReq{tb: tb, takeID: t.ID, userID: t.UserID, activityID: t.ActivityID, strategyID: t.StrategyID,
+		takeCount: takeCount, atMS: atMS}
+	if err := s.shards[db].w.run(s.takeRequest(ctx, tr)); err != nil {
 		return fmt.Errorf("orders: take for %s in activity %d: %w", t.UserID, t.ActivityID, err)
 	}
+	nth := tr.nth
 	t.TakeCount, t.State, t.AwardID, t.At = nth, lottery.TakeUnused, "", fromMS(atMS)
 	return nil
+}
+
+// takeRequest is the write request of a take; op takes it alone (the
+// batch's other path is runBulk).
+func (s *store) takeRequest(ctx context.Context, tr *takeReq) *request {
+	return &request{ctx: ctx, take: tr, op: func(b *batch) error {
+		nth, err := s.d.decrement(b, tr.tb, tr.userID, tr.activityID, tr.takeCount)
+		if err != nil {
+			return s.d.mapErr(err)
+		}
+		tr.nth = nth
+		_, err = b.exec(wInsertTake, tr.tb, tr.args(nth)...)
+		return s.d.mapErr(err)
+	}}
 }
 
 // Draw turns the unused take t into a draw: in one transaction on the user's
@@ -346,32 +569,14 @@ func (s *store) Draw(ctx context.Context, t *lottery.Take, o *lottery.Order) err
 		ord.MQState, ord.GrantState, ord.At = lottery.MQInit, lottery.GrantPending, fromMS(toMS(ord.At))
 		awardID = ord.Award.ID
 	}
-	now := toMS(time.Now())
 	db, tb := s.router.Route(t.UserID)
-	err := s.shards[db].w.do(ctx, func(b *batch) error {
-		n, err := b.exec(wUseTake, tb, awardID, t.ID, t.UserID)
-		if err != nil {
-			return s.d.mapErr(err)
-		}
-		if n == 0 {
-			var state int
-			if err := b.queryRow(wTakeState, tb, t.ID, t.UserID).Scan(&state); err != nil {
-				if errors.Is(err, sql.ErrNoRows) {
-					return lottery.ErrNotFound
-				}
-				return err
-			}
-			return lottery.ErrTakeUsed
-		}
-		if o == nil {
-			return nil
-		}
-		_, err = b.exec(wInsertOrder, tb, ord.ID, ord.UserID, ord.ActivityID, ord.StrategyID, ord.Mode, ord.GrantType,
+	dr := &drawReq{tb: tb, takeID: t.ID, userID: t.UserID, awardID: awardID}
+	if o != nil {
+		dr.order = []any{ord.ID, ord.UserID, ord.ActivityID, ord.StrategyID, ord.Mode, ord.GrantType,
 			toMS(ord.GrantDate), ord.GrantState, ord.Award.ID, ord.Award.Type, ord.Award.Name, ord.Award.Content,
-			ord.TakeID, ord.Module, int64(ord.Seed), toMS(ord.At), now)
-		return s.d.mapErr(err)
-	})
-	if err != nil {
+			ord.TakeID, ord.Module, int64(ord.Seed), toMS(ord.At), toMS(time.Now())}
+	}
+	if err := s.shards[db].w.run(s.drawRequest(ctx, dr)); err != nil {
 		return fmt.Errorf("orders: draw of take %d for %s: %w", t.ID, t.UserID, err)
 	}
 	t.State, t.AwardID = lottery.TakeUsed, awardID
@@ -379,6 +584,31 @@ func (s *store) Draw(ctx context.Context, t *lottery.Take, o *lottery.Order) err
 		*o = ord
 	}
 	return nil
+}
+
+// drawRequest is the write request of a draw; op draws alone.
+func (s *store) drawRequest(ctx context.Context, dr *drawReq) *request {
+	return &request{ctx: ctx, draw: dr, op: func(b *batch) error {
+		n, err := b.exec(wUseTake, dr.tb, dr.awardID, dr.takeID, dr.userID)
+		if err != nil {
+			return s.d.mapErr(err)
+		}
+		if n == 0 {
+			var state int
+			if err := b.queryRow(wTakeState, dr.tb, dr.takeID, dr.userID).Scan(&state); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return lottery.ErrNotFound
+				}
+				return err
+			}
+			return lottery.ErrTakeUsed
+		}
+		if dr.order == nil {
+			return nil
+		}
+		_, err = b.exec(wInsertOrder, dr.tb, dr.order...)
+		return s.d.mapErr(err)
+	}}
 }
 
 // ---- Outbox and Granter ----
@@ -415,16 +645,13 @@ func (s *store) SetMQState(ctx context.Context, refs []lottery.OrderRef, state l
 			continue
 		}
 		wg.Go(func() {
-			errs[db] = s.shards[db].w.do(ctx, func(b *batch) error {
-				for tb, refs := range tables {
-					for chunk := range slices.Chunk(refs, maxInList) {
-						if _, err := b.execSQL(setMQSQL(tb, len(chunk)), setMQArgs(state, now, chunk)...); err != nil {
-							return err
-						}
-					}
+			var stmts []sqlText
+			for tb, refs := range tables {
+				for chunk := range slices.Chunk(refs, maxInList) {
+					stmts = append(stmts, sqlText{query: setMQSQL(tb, len(chunk)), args: setMQArgs(state, now, chunk)})
 				}
-				return nil
-			})
+			}
+			errs[db] = s.shards[db].w.run(execRequest(ctx, stmts))
 		})
 	}
 	wg.Wait()
@@ -432,6 +659,19 @@ func (s *store) SetMQState(ctx context.Context, refs []lottery.OrderRef, state l
 		return fmt.Errorf("orders: set mq_state %d of %d orders: %w", state, len(refs), err)
 	}
 	return nil
+}
+
+// execRequest is a write request that runs stmts and decides nothing: a
+// batch's multi-row path adds them to its writes.
+func execRequest(ctx context.Context, stmts []sqlText) *request {
+	return &request{ctx: ctx, stmts: stmts, op: func(b *batch) error {
+		for _, st := range stmts {
+			if _, err := b.execSQL(st.query, st.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
 }
 
 // setMQSQL updates n orders of table tb by order id. Order ids are unique;
@@ -529,31 +769,34 @@ func sortOrders(os []lottery.Order, desc bool) {
 // unknown order is ErrNotFound.
 func (s *store) Grant(ctx context.Context, ref lottery.OrderRef) (bool, error) {
 	db, tb := s.router.Route(ref.UserID)
-	now := toMS(time.Now())
-	var moved bool
-	err := s.shards[db].w.do(ctx, func(b *batch) error {
-		moved = false
-		n, err := b.exec(wGrant, tb, now, ref.OrderID, ref.UserID)
+	g := &grantReq{tb: tb, orderID: ref.OrderID, userID: ref.UserID, now: toMS(time.Now())}
+	if err := s.shards[db].w.run(grantRequest(ctx, g)); err != nil {
+		return false, fmt.Errorf("orders: grant order %d of %s: %w", ref.OrderID, ref.UserID, err)
+	}
+	return g.moved, nil
+}
+
+// grantRequest is the write request of a grant; op grants alone.
+func grantRequest(ctx context.Context, g *grantReq) *request {
+	return &request{ctx: ctx, grant: g, op: func(b *batch) error {
+		g.moved = false
+		n, err := b.exec(wGrant, g.tb, g.now, g.orderID, g.userID)
 		if err != nil {
 			return err
 		}
 		if n > 0 {
-			moved = true
+			g.moved = true
 			return nil
 		}
 		var one int
-		if err := b.queryRow(wOrderExists, tb, ref.OrderID, ref.UserID).Scan(&one); err != nil {
+		if err := b.queryRow(wOrderExists, g.tb, g.orderID, g.userID).Scan(&one); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return lottery.ErrNotFound
 			}
 			return err
 		}
 		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("orders: grant order %d of %s: %w", ref.OrderID, ref.UserID, err)
-	}
-	return moved, nil
+	}}
 }
 
 // ---- Ledger ----
