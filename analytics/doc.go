@@ -140,4 +140,14 @@
 //     (DialTimeout, a refused connection at once) with an error wrapping
 //     lottery.ErrUnavailable, the Sink buffers and drops as above, and the
 //     driver's pool re-dials by itself once the server is back.
+//   - At most once. An insert whose answer is lost (the server stopped
+//     or the connection dropped after it stored the batch) is retried by
+//     the Sink; each batch carries a random id in draw_events.batch, and
+//     the retry first counts the rows stored under it, so a batch is never
+//     stored twice. What 18.16 cannot give is atomicity across a table and
+//     its materialized views: a server killed (kill -9, a power cut) in
+//     the middle of an insert can keep the batch in draw_events but not in
+//     every rollup, and the queries, which read the rollups, then count
+//     fewer draws than the audit table holds. A server stopped normally
+//     (SIGTERM) finishes its inserts first; the outage drill stops it so.
 package analytics
