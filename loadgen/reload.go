@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flashlottery/lottery/lottery"
+	"github.com/flashlottery/lottery/sdk/wasmgen"
 	"github.com/flashlottery/lottery/wasm/builtin"
 )
 
@@ -74,25 +75,7 @@ func (r *ReloadReport) SlowestServed() time.Duration {
 // what makes an upload a new version. Execution never reads custom sections.
 func moduleBuild(n int) []byte {
 	bin := builtin.Module(lottery.ModeSingle)
-	name, payload := "lottery-bench-build", []byte("build "+strconv.Itoa(n))
-	var sec []byte
-	sec = appendULEB(sec, uint32(len(name)))
-	sec = append(sec, name...)
-	sec = append(sec, payload...)
-	bin = append(bin, 0) // custom section id
-	bin = appendULEB(bin, uint32(len(sec)))
-	return append(bin, sec...)
-}
-
-func appendULEB(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
+	return wasmgen.AppendCustomSection(bin, "lottery-bench-build", []byte("build "+strconv.Itoa(n)))
 }
 
 // hotReload draws through a compiled tree and an uploaded draw module
