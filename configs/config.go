@@ -200,18 +200,28 @@ const MaxConfigBytes = 1 << 20
 // Load reads a YAML file over the defaults. Unknown keys are errors. The
 // result is not validated: call Validate after ApplyEnv and flags.
 func Load(path string) (Config, error) {
-	cfg := Default()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return Default(), fmt.Errorf("config: %w", err)
 	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes a YAML document over the defaults, as Load does a file: at
+// most MaxConfigBytes, unknown keys are errors, the result not validated.
+func Parse(b []byte) (Config, error) {
+	cfg := Default()
 	if len(b) > MaxConfigBytes {
-		return cfg, fmt.Errorf("config %s: %d bytes, more than %d", path, len(b), MaxConfigBytes)
+		return cfg, fmt.Errorf("%d bytes, more than %d", len(b), MaxConfigBytes)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, err
 	}
 	return cfg, nil
 }

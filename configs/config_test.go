@@ -92,3 +92,24 @@ func TestProductionYAMLValid(t *testing.T) {
 		t.Fatalf("production.yaml does not name the production backends: %+v", c)
 	}
 }
+
+// FuzzParse: whatever a config file holds, Parse and Validate answer with
+// an error or a config, never a panic or a hang.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"embedded.yaml", "production.yaml", "bench/orders-1x1.yaml"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("http: {maxBodyBytes: -1}\nmodules: {fuel: 99999999999999}\n"))
+	f.Add([]byte("orders: {dbCount: 1000000}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := Parse(b)
+		if err != nil {
+			return
+		}
+		_ = cfg.Validate()
+	})
+}
