@@ -17,6 +17,22 @@
 //     A take that was recorded but whose draw failed stays unused; the user's
 //     next draw reuses it instead of taking new stock (the seed's "reuse the
 //     unused take").
+//   - A draw of a new take is one store write: the take is recorded with
+//     its outcome and the order (Orders.TakeDraw, one transaction, the take
+//     stored already used), so a draw waits on one group commit, not two.
+//     The activity unit is reserved before the write and given back, with
+//     the award's, if the write or anything before it fails: a failed draw
+//     of a new take leaves nothing behind. The take-then-draw path (Take,
+//     later Draw) remains for an unused take, which the user's next draw
+//     reuses.
+//   - On a stock port that reserves several keys at once (StockBatch, the
+//     Redis adapter: one pipeline), the draw of a new take runs the drawer
+//     first and reserves the activity unit and the drawn award's unit
+//     together, one round trip instead of two. The outcome is the one the
+//     sequential order gives: the activity refused is sold out (a reserved
+//     award unit is given back at once), an award refused is a miss in
+//     single mode with the activity unit kept, and in total mode the draw
+//     renormalises over the awards left and reserves the next award alone.
 //   - A draw is reproducible: the random seed is chosen by the caller (the
 //     Service uses math/rand/v2), passed to the Drawer and stored on the order.
 //     The native alias-table drawer is exact to one part per million and O(1).

@@ -32,6 +32,15 @@ type Stock interface {
 	SoldOut(key StockKey) bool
 }
 
+// StockBatch is a Stock that reserves several keys in one call (the Redis
+// adapter sends them in one round trip). Each key is reserved, refused or
+// failed on its own, as Reserve would; res and errs have len(keys). The
+// draw of a new take uses it to reserve the activity unit and the drawn
+// award's unit together.
+type StockBatch interface {
+	ReserveEach(ctx context.Context, keys []StockKey, res []Reservation, errs []error)
+}
+
 // UserState is what partake needs to know about a user in an activity.
 type UserState struct {
 	// Unused is the user's unused take, if any.
@@ -44,11 +53,14 @@ type UserState struct {
 // user's left count (starting from takeCount) and inserts the take in one
 // transaction, answering ErrLimitReached when nothing is left. Draw marks the
 // take used (ErrTakeUsed if it already was) and, for a win, inserts the order
-// with mq_state 0 in the same transaction.
+// with mq_state 0 in the same transaction. TakeDraw is Take and Draw of a
+// new take in one transaction (one write instead of two): the take is
+// stored already used, beside the order of a win, or nothing is written.
 type Orders interface {
 	UserState(ctx context.Context, userID string, activityID int64) (UserState, error)
 	Take(ctx context.Context, t *Take, takeCount int) error
 	Draw(ctx context.Context, t *Take, o *Order) error
+	TakeDraw(ctx context.Context, t *Take, takeCount int, o *Order) error
 }
 
 // Outbox is the orders store seen by the invoice relay and the compensation

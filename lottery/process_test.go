@@ -384,6 +384,7 @@ type flakyOrders struct {
 	failTake, failDraw atomic.Bool
 	userStates         atomic.Int64
 	takes, draws       atomic.Int64
+	takeDraws          atomic.Int64
 }
 
 func (f *flakyOrders) UserState(ctx context.Context, userID string, activityID int64) (lottery.UserState, error) {
@@ -407,6 +408,15 @@ func (f *flakyOrders) Draw(ctx context.Context, t *lottery.Take, o *lottery.Orde
 	return f.SQLite.Draw(ctx, t, o)
 }
 
+// TakeDraw fails when a take or a draw would.
+func (f *flakyOrders) TakeDraw(ctx context.Context, t *lottery.Take, takeCount int, o *lottery.Order) error {
+	f.takeDraws.Add(1)
+	if f.failTake.Load() || f.failDraw.Load() {
+		return fmt.Errorf("take and draw: %w", errInjected)
+	}
+	return f.SQLite.TakeDraw(ctx, t, takeCount, o)
+}
+
 // flakyStock is the memory stock with award reservations failing on demand
 // (a Redis outage, say: not sold out, just unavailable).
 type flakyStock struct {
@@ -419,6 +429,13 @@ func (f *flakyStock) Reserve(ctx context.Context, key lottery.StockKey) (lottery
 		return lottery.Reservation{}, fmt.Errorf("stock: %w: %w", lottery.ErrUnavailable, errInjected)
 	}
 	return f.Memory.Reserve(ctx, key)
+}
+
+// ReserveEach goes through Reserve, so the failures apply to it too.
+func (f *flakyStock) ReserveEach(ctx context.Context, keys []lottery.StockKey, res []lottery.Reservation, errs []error) {
+	for i, key := range keys {
+		res[i], errs[i] = f.Reserve(ctx, key)
+	}
 }
 
 func TestReleaseOnFailure(t *testing.T) {
@@ -435,30 +452,56 @@ func TestReleaseOnFailure(t *testing.T) {
 	// takeCount 1: once the user's take exists, only its reuse lets the user draw.
 	e.deploy(t, activityDef{id: id, stock: 10, takeCount: 1, awards: []award{{"A", 5, 1}}})
 
-	// A failed take gives the activity unit back and records nothing.
-	fo.failTake.Store(true)
-	_, err := e.svc.Draw(ctx, "bob", id)
-	if !errors.Is(err, errInjected) || lottery.OutcomeOf(err) != lottery.OutcomeError {
-		t.Fatalf("draw with a failing take: %v, want the injected error", err)
+	// A failed write of a new take and its draw gives both units back and
+	// records nothing.
+	for _, flag := range []*atomic.Bool{&fo.failTake, &fo.failDraw} {
+		flag.Store(true)
+		_, err := e.svc.Draw(ctx, "bob", id)
+		if !errors.Is(err, errInjected) || lottery.OutcomeOf(err) != lottery.OutcomeError {
+			t.Fatalf("draw with a failing write: %v, want the injected error", err)
+		}
+		if left, award := e.left(t, id, ""), e.left(t, id, "A"); left != 10 || award != 5 {
+			t.Errorf("after a failed write: activity stock left %d, award %d; want 10 and 5", left, award)
+		}
+		if au := e.audit(t, id); au.Takes != 0 {
+			t.Errorf("after a failed write: %d takes stored", au.Takes)
+		}
+		flag.Store(false)
 	}
-	if left := e.left(t, id, ""); left != 10 {
-		t.Errorf("after a failed take: activity stock left %d, want 10", left)
+
+	// An unavailable award stock fails the draw and gives the activity unit
+	// back; nothing is recorded.
+	fs.failAward.Store(true)
+	if _, err := e.svc.Draw(ctx, "bob", id); !errors.Is(err, lottery.ErrUnavailable) {
+		t.Fatalf("draw with award stock unavailable: %v, want ErrUnavailable", err)
+	}
+	if got := e.left(t, id, ""); got != 10 {
+		t.Errorf("after an award-stock failure: activity stock left %d, want 10", got)
 	}
 	if au := e.audit(t, id); au.Takes != 0 {
-		t.Errorf("after a failed take: %d takes stored", au.Takes)
+		t.Errorf("after an award-stock failure: %d takes stored", au.Takes)
 	}
-	fo.failTake.Store(false)
+	fs.failAward.Store(false)
 
-	// A failed draw gives the award unit back and leaves the take unused.
+	// An unused take (one an older edge recorded before its draw failed)
+	// is reused: a failed draw of it gives the award unit back and leaves
+	// the take unused.
+	if _, err := mem.Reserve(ctx, lottery.StockKey{Activity: id}); err != nil {
+		t.Fatal(err)
+	}
+	old := &lottery.Take{ID: e.ids.Next(), UserID: "bob", ActivityID: id, StrategyID: id, At: time.Now()}
+	if err := fo.SQLite.Take(ctx, old, 1); err != nil {
+		t.Fatal(err)
+	}
+	failedTake := old.ID
 	fo.failDraw.Store(true)
 	res, err := e.svc.Draw(ctx, "bob", id)
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("draw with a failing record: %v, want the injected error", err)
 	}
-	if res == nil || res.Take == nil {
-		t.Fatalf("draw with a failing record: no take in the result %+v", res)
+	if res == nil || res.Take == nil || res.Take.ID != failedTake {
+		t.Fatalf("draw with a failing record: result %+v, want the unused take %d", res, failedTake)
 	}
-	failedTake := res.Take.ID
 	if got, want := e.left(t, id, ""), int64(9); got != want {
 		t.Errorf("after a failed draw: activity stock left %d, want %d (the take holds one)", got, want)
 	}
@@ -470,7 +513,8 @@ func TestReleaseOnFailure(t *testing.T) {
 	}
 	fo.failDraw.Store(false)
 
-	// An unavailable award stock fails the draw too, and the take stays unused.
+	// An unavailable award stock fails the draw of a reused take too, and
+	// the take stays unused.
 	fs.failAward.Store(true)
 	res, err = e.svc.Draw(ctx, "bob", id)
 	if !errors.Is(err, lottery.ErrUnavailable) {
@@ -485,7 +529,7 @@ func TestReleaseOnFailure(t *testing.T) {
 	fs.failAward.Store(false)
 
 	// The next draw reuses the unused take: no new activity stock, no new take.
-	takesBefore := fo.takes.Load()
+	takesBefore := fo.takes.Load() + fo.takeDraws.Load()
 	res, err = e.svc.Draw(ctx, "bob", id)
 	if err != nil {
 		t.Fatalf("draw after the failures: %v", err)
@@ -493,7 +537,7 @@ func TestReleaseOnFailure(t *testing.T) {
 	if res.Outcome != lottery.OutcomeWin || res.Take.ID != failedTake {
 		t.Errorf("draw after the failures: outcome %s take %d, want a win on the reused take %d", res.Outcome, res.Take.ID, failedTake)
 	}
-	if fo.takes.Load() != takesBefore {
+	if fo.takes.Load()+fo.takeDraws.Load() != takesBefore {
 		t.Errorf("draw after the failures recorded a new take")
 	}
 	if got := e.left(t, id, ""); got != 9 {
@@ -634,14 +678,14 @@ func TestSoldOutFastPath(t *testing.T) {
 	if _, err := e.svc.Draw(ctx, "fred5", id); !errors.Is(err, lottery.ErrSoldOut) {
 		t.Fatalf("draw over the stock: %v, want sold out", err)
 	}
-	states, takes, draws := fo.userStates.Load(), fo.takes.Load(), fo.draws.Load()
+	states, takes, draws, takeDraws := fo.userStates.Load(), fo.takes.Load(), fo.draws.Load(), fo.takeDraws.Load()
 	for i := range 100 {
 		_, err := e.svc.Draw(ctx, "late"+strconv.Itoa(i), id)
 		if !errors.Is(err, lottery.ErrSoldOut) || lottery.OutcomeOf(err) != lottery.OutcomeSoldOut {
 			t.Fatalf("late draw %d: %v, want sold out", i, err)
 		}
 	}
-	if d := fo.userStates.Load() - states + fo.takes.Load() - takes + fo.draws.Load() - draws; d != 0 {
+	if d := fo.userStates.Load() - states + fo.takes.Load() - takes + fo.draws.Load() - draws + fo.takeDraws.Load() - takeDraws; d != 0 {
 		t.Errorf("100 draws on a sold-out activity made %d store calls, want none", d)
 	}
 	au := e.audit(t, id)

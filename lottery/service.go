@@ -103,10 +103,10 @@ type Result struct {
 }
 
 // Draw runs the whole draw process for a user in an activity: partake
-// (reuse an unused take, or check, reserve stock and record a take), draw
+// (reuse an unused take, or check and reserve stock for a new one), draw
 // over the awards with stock, reserve the award, record the outcome and the
-// order in one transaction, hand the invoice to the relay, and record the
-// analytics event. Business outcomes other than win and lose come back as
+// order in one transaction (with a new take in the same one), hand the
+// invoice to the relay, and record the analytics event. Business outcomes other than win and lose come back as
 // errors wrapping ErrSoldOut, ErrLimitReached or ErrNotActive.
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (*Result, error) {
 	start := s.cfg.Now()
@@ -175,53 +175,109 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64, now
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrawTimeout)
 	defer cancel()
-	take, err := s.partake(ctx, userID, act, now)
+	take, actResv, err := s.partake(ctx, userID, act, now)
 	if err != nil {
 		return res, err
 	}
-	defer s.inflight.Delete(take.ID)
-	res.Take = take
-	return res, s.drawTake(ctx, res, strat, take, now)
+	if actResv == nil { // a reused take, already recorded
+		defer s.inflight.Delete(take.ID)
+		res.Take = take
+	}
+	return res, s.drawTake(ctx, res, strat, take, actResv, now)
 }
 
 // partake is the seed's template: reuse the user's unused take, else check
-// stock and the user's count, reserve stock and record a new take.
-func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time) (*Take, error) {
+// stock and the user's count and reserve stock for a new take. A reused
+// take comes back with a nil reservation; a new one with the activity
+// unit reserved for it, not yet recorded: drawTake records it together
+// with its draw (Orders.TakeDraw), one write instead of two.
+func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time) (*Take, *Reservation, error) {
 	key := StockKey{Activity: act.ID}
 	us, err := s.d.Orders.UserState(ctx, userID, act.ID)
 	if err != nil {
-		return nil, fmt.Errorf("partake: user state: %w", err)
+		return nil, nil, fmt.Errorf("partake: user state: %w", err)
 	}
 	// Reuse an unused take unless a draw in this process holds it: taking
 	// over a take in flight would make both draws race for it. (A draw on
 	// another edge may still hold it; the loser sees ErrTakeUsed and retries.)
 	if us.Unused != nil {
 		if _, busy := s.inflight.LoadOrStore(us.Unused.ID, struct{}{}); !busy {
-			return us.Unused, nil
+			return us.Unused, nil, nil
 		}
 	}
 	if us.Left == 0 {
-		return nil, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
+		return nil, nil, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
+	}
+	t := &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}
+	if s.isBatch() {
+		// drawTake reserves the activity unit together with the award's.
+		return t, &Reservation{Key: key}, nil
 	}
 	r, err := s.reserve(ctx, key, act)
 	if err != nil {
-		return nil, fmt.Errorf("activity %d: %w", act.ID, err)
+		return nil, nil, fmt.Errorf("activity %d: %w", act.ID, err)
 	}
-	t := &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}
-	if err := s.d.Orders.Take(ctx, t, act.TakeCount); err != nil {
-		if rerr := s.d.Stock.Release(context.WithoutCancel(ctx), r); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("release activity stock: %w", rerr))
+	return t, &r, nil
+}
+
+// reservePair reserves the activity unit of a new take (actResv.Key)
+// together with the unit of the drawn award: one round trip on a stock
+// port that batches. It sets *actResv on success. If the activity is
+// refused, a reserved award unit is given back and the activity's error
+// returned; if only the award is refused, the activity stays reserved and
+// the award's error comes back as awardErr. A key the port lost
+// (ErrNotFound) is reserved again one at a time through reserve, which
+// provisions it.
+func (s *Service) reservePair(ctx context.Context, act *Activity, actResv *Reservation, award StockKey) (Reservation, error, error) {
+	keys := [2]StockKey{actResv.Key, award}
+	var (
+		res  [2]Reservation
+		errs [2]error
+	)
+	s.d.Stock.(StockBatch).ReserveEach(ctx, keys[:], res[:], errs[:])
+	for i := range keys {
+		if errors.Is(errs[i], ErrNotFound) {
+			res[i], errs[i] = s.reserve(ctx, keys[i], act)
 		}
-		return nil, fmt.Errorf("partake: %w", err)
 	}
-	_ = s.d.Stock.Settle(ctx, r) // best effort: a slot lock expires by itself
-	s.inflight.Store(t.ID, struct{}{})
-	return t, nil
+	if errs[0] != nil {
+		if errs[1] == nil {
+			if rerr := s.d.Stock.Release(context.WithoutCancel(ctx), res[1]); rerr != nil {
+				errs[0] = errors.Join(errs[0], fmt.Errorf("release award stock: %w", rerr))
+			}
+		}
+		return Reservation{}, fmt.Errorf("activity %d: %w", act.ID, errs[0]), nil
+	}
+	*actResv = res[0]
+	return res[1], nil, errs[1]
 }
 
 // drawTake draws the award for a take, reserves its stock and records the
 // outcome; a win becomes an order and its invoice is handed to the relay.
-func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, take *Take, now time.Time) error {
+// actResv is the activity unit of a new take (nil for a reused one): the
+// take is then recorded with its outcome in one write, and any failure
+// gives that unit back too, leaving nothing behind.
+func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, take *Take, actResv *Reservation, now time.Time) (err error) {
+	var resv *Reservation
+	// pending is set while the activity unit of a new take waits to be
+	// reserved with the first award's (reservePair).
+	pending := actResv != nil && s.isBatch()
+	defer func() {
+		if err == nil {
+			return
+		}
+		rctx := context.WithoutCancel(ctx)
+		if resv != nil {
+			if rerr := s.d.Stock.Release(rctx, *resv); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("release award stock: %w", rerr))
+			}
+		}
+		if actResv != nil && !pending {
+			if rerr := s.d.Stock.Release(rctx, *actResv); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("release activity stock: %w", rerr))
+			}
+		}
+	}()
 	inStock := make([]bool, len(strat.Details))
 	for i := range strat.Details {
 		inStock[i] = !s.d.Stock.SoldOut(StockKey{Activity: take.ActivityID, Award: strat.Details[i].ID})
@@ -229,7 +285,6 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 	seed := s.cfg.Seed()
 	var (
 		pick   = -1
-		resv   Reservation
 		module string
 	)
 	for range len(strat.Details) + 1 {
@@ -244,9 +299,20 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		if dr.Index >= len(strat.Details) {
 			return fmt.Errorf("draw: %w: module %s chose award %d of %d", ErrUnavailable, dr.Module, dr.Index, len(strat.Details))
 		}
-		r, err := s.reserve(ctx, StockKey{Activity: take.ActivityID, Award: strat.Details[dr.Index].ID}, res.Activity)
+		key := StockKey{Activity: take.ActivityID, Award: strat.Details[dr.Index].ID}
+		var r Reservation
+		if pending {
+			var actErr error
+			r, actErr, err = s.reservePair(ctx, res.Activity, actResv, key)
+			if actErr != nil {
+				return actErr // nothing is held
+			}
+			pending = false
+		} else {
+			r, err = s.reserve(ctx, key, res.Activity)
+		}
 		if err == nil {
-			pick, resv = dr.Index, r
+			pick, resv = dr.Index, &r
 			break
 		}
 		if !errors.Is(err, ErrSoldOut) {
@@ -257,6 +323,13 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		}
 		inStock[dr.Index] = false // total rate: renormalise over what is left, same seed stream
 		seed = SplitMix64(seed)
+	}
+	if pending { // no award drawn: the activity unit alone
+		r, err := s.reserve(ctx, actResv.Key, res.Activity)
+		if err != nil {
+			return fmt.Errorf("activity %d: %w", res.Activity.ID, err) // nothing is held
+		}
+		*actResv, pending = r, false
 	}
 	res.Module, res.Seed = module, seed
 	var order *Order
@@ -269,21 +342,28 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 			TakeID: take.ID, MQState: MQInit, Module: module, Seed: seed, At: now,
 		}
 	}
-	if err := s.d.Orders.Draw(ctx, take, order); err != nil {
+	if actResv != nil {
+		err = s.d.Orders.TakeDraw(ctx, take, res.Activity.TakeCount, order)
+	} else {
+		err = s.d.Orders.Draw(ctx, take, order)
+	}
+	if err != nil {
 		take.AwardID = ""
-		if pick >= 0 {
-			if rerr := s.d.Stock.Release(context.WithoutCancel(ctx), resv); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("release award stock: %w", rerr))
-			}
+		if actResv != nil {
+			return fmt.Errorf("partake and record draw: %w", err)
 		}
 		return fmt.Errorf("record draw: %w", err)
 	}
 	take.State = TakeUsed
+	if actResv != nil {
+		res.Take = take
+		_ = s.d.Stock.Settle(ctx, *actResv) // best effort: a slot lock expires by itself
+	}
 	if order == nil {
 		res.Outcome = OutcomeLose
 		return nil
 	}
-	_ = s.d.Stock.Settle(ctx, resv)
+	_ = s.d.Stock.Settle(ctx, *resv)
 	res.Outcome, res.Order = OutcomeWin, order
 	if s.d.Relay != nil {
 		s.d.Relay.Enqueue(InvoiceOf(order)) // a full queue leaves mq_state 0 for the compensation scan
@@ -353,6 +433,12 @@ func sameStrategy(a, b *Strategy) bool {
 		}
 	}
 	return true
+}
+
+// isBatch reports whether the stock port reserves several keys at once.
+func (s *Service) isBatch() bool {
+	_, ok := s.d.Stock.(StockBatch)
+	return ok
 }
 
 // Forget drops an activity from the cache so the next draw reads it again.

@@ -50,6 +50,14 @@
 //     committing the rest. A failure of the store itself fails the whole
 //     batch, and every caller gets that error: nothing of the batch was
 //     written. Callers never see a half-applied request.
+//   - TakeDraw is Take and Draw of a new take as one request: the count
+//     decrement, the take inserted already used (with its award) and the
+//     order of a win, in one transaction and one group commit, so the draw
+//     process waits on one batch per draw instead of two. In a multi-row
+//     batch it is a take whose order joins the batch's order insert; one
+//     request at a time it is the take's two statements and the order's.
+//     Limits, duplicates (take or order id: ErrConflict, nothing written)
+//     and the all-or-nothing answer are those of Take and Draw.
 //   - Multi-row batches (MySQL). One statement per request per row left
 //     the server parsing, optimising and answering about 70 statements per
 //     batch. A batch of two or more takes, draws, grants and outbox updates

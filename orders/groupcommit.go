@@ -508,7 +508,7 @@ func writeIndex(k writeKind, tb, tbCount int) int {
 const (
 	takeColumns = ` (take_id, user_id, activity_id, strategy_id, take_count, state, award_id, uuid, take_date)
 		VALUES `
-	takeRow       = `(?, ?, ?, ?, ?, 0, '', ?, ?)`
+	takeRow       = `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	exportColumns = ` (order_id, user_id, activity_id, strategy_id, strategy_mode, grant_type, grant_date,
 		grant_state, award_id, award_type, award_name, award_content, uuid, mq_state, module, seed, order_time, update_time)
 		VALUES `
@@ -570,8 +570,9 @@ func closeStmts(stmts []*sql.Stmt) {
 
 // ---- Multi-row statements ----
 
-// takeReq is the arguments of a Take; nth is its answer, the user's n-th
-// take of the activity.
+// takeReq is the arguments of a Take, or with draw of a TakeDraw (the take
+// is inserted used, with draw's award, and draw's order, if any, beside
+// it); nth is its answer, the user's n-th take of the activity.
 type takeReq struct {
 	tb                     int
 	takeID                 int64
@@ -579,13 +580,18 @@ type takeReq struct {
 	activityID, strategyID int64
 	takeCount              int
 	atMS                   int64
+	draw                   *drawReq
 	nth                    int
 }
 
 // args are the arguments of takeRow for the take numbered nth.
 func (t *takeReq) args(nth int) []any {
 	uuid := t.userID + "_" + strconv.FormatInt(t.activityID, 10) + "_" + strconv.Itoa(nth)
-	return []any{t.takeID, t.userID, t.activityID, t.strategyID, nth, uuid, t.atMS}
+	state, award := 0, ""
+	if t.draw != nil {
+		state, award = 1, t.draw.awardID
+	}
+	return []any{t.takeID, t.userID, t.activityID, t.strategyID, nth, state, award, uuid, t.atMS}
 }
 
 // drawReq is the arguments of a Draw; order holds the arguments of
@@ -902,6 +908,9 @@ func (p *bulkPlan) decide(reqs []*request) {
 			c.left--
 			c.dirty = true
 			p.newTakes[t.tb] = append(p.newTakes[t.tb], t)
+			if t.draw != nil && t.draw.order != nil {
+				p.newOrders[t.tb] = append(p.newOrders[t.tb], t.draw)
+			}
 		case r.draw != nil:
 			d := r.draw
 			row := p.takes[rowKey{d.tb, d.takeID}]
@@ -943,7 +952,7 @@ func (p *bulkPlan) writes() []sqlText {
 	}
 	for tb := range p.tbCount {
 		if ts := p.newTakes[tb]; len(ts) > 0 {
-			args := make([]any, 0, 7*len(ts))
+			args := make([]any, 0, 9*len(ts))
 			for _, t := range ts {
 				args = append(args, t.args(t.nth)...)
 			}

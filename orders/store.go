@@ -515,8 +515,8 @@ func (s *store) Take(ctx context.Context, t *lottery.Take, takeCount int) error 
 	return nil
 }
 
-// takeRequest is the write request of a take; op takes it alone (the
-// batch's other path is runBulk).
+// takeRequest is the write request of a take (with tr.draw, of a take
+// drawn at once); op takes it alone (the batch's other path is runBulk).
 func (s *store) takeRequest(ctx context.Context, tr *takeReq) *request {
 	return &request{ctx: ctx, take: tr, op: func(b *batch) error {
 		nth, err := s.d.decrement(b, tr.tb, tr.userID, tr.activityID, tr.takeCount)
@@ -524,7 +524,10 @@ func (s *store) takeRequest(ctx context.Context, tr *takeReq) *request {
 			return s.d.mapErr(err)
 		}
 		tr.nth = nth
-		_, err = b.exec(wInsertTake, tr.tb, tr.args(nth)...)
+		if _, err = b.exec(wInsertTake, tr.tb, tr.args(nth)...); err != nil || tr.draw == nil || tr.draw.order == nil {
+			return s.d.mapErr(err)
+		}
+		_, err = b.exec(wInsertOrder, tr.tb, tr.draw.order...)
 		return s.d.mapErr(err)
 	}}
 }
@@ -542,44 +545,85 @@ func (s *store) Draw(ctx context.Context, t *lottery.Take, o *lottery.Order) err
 	if t == nil || t.ID <= 0 || t.UserID == "" {
 		return fmt.Errorf("orders: draw: %w: need a take with id and user", lottery.ErrInvalid)
 	}
-	var (
-		awardID string
-		ord     lottery.Order
-	)
-	if o != nil {
-		ord = *o
-		if ord.UserID == "" {
-			ord.UserID = t.UserID
-		}
-		if ord.TakeID == 0 {
-			ord.TakeID = t.ID
-		}
-		if ord.ActivityID == 0 {
-			ord.ActivityID = t.ActivityID
-		}
-		if ord.StrategyID == 0 {
-			ord.StrategyID = t.StrategyID
-		}
-		if ord.At.IsZero() {
-			ord.At = time.Now()
-		}
-		if ord.ID <= 0 || ord.UserID != t.UserID || ord.TakeID != t.ID || ord.Award.ID == "" {
-			return fmt.Errorf("orders: draw of take %d: %w: the order needs an id and an award, and the take's user and id", t.ID, lottery.ErrInvalid)
-		}
-		ord.MQState, ord.GrantState, ord.At = lottery.MQInit, lottery.GrantPending, fromMS(toMS(ord.At))
-		awardID = ord.Award.ID
+	ord, args, err := orderOf(t, o)
+	if err != nil {
+		return err
 	}
 	db, tb := s.router.Route(t.UserID)
-	dr := &drawReq{tb: tb, takeID: t.ID, userID: t.UserID, awardID: awardID}
-	if o != nil {
-		dr.order = []any{ord.ID, ord.UserID, ord.ActivityID, ord.StrategyID, ord.Mode, ord.GrantType,
-			toMS(ord.GrantDate), ord.GrantState, ord.Award.ID, ord.Award.Type, ord.Award.Name, ord.Award.Content,
-			ord.TakeID, ord.Module, int64(ord.Seed), toMS(ord.At), toMS(time.Now())}
-	}
+	dr := &drawReq{tb: tb, takeID: t.ID, userID: t.UserID, awardID: ord.Award.ID, order: args}
 	if err := s.shards[db].w.run(s.drawRequest(ctx, dr)); err != nil {
 		return fmt.Errorf("orders: draw of take %d for %s: %w", t.ID, t.UserID, err)
 	}
-	t.State, t.AwardID = lottery.TakeUsed, awardID
+	t.State, t.AwardID = lottery.TakeUsed, ord.Award.ID
+	if o != nil {
+		*o = ord
+	}
+	return nil
+}
+
+// orderOf checks the order o of take t (nil for a lost draw) and returns it
+// as it will be stored, with the arguments of exportRow (nil for no order).
+func orderOf(t *lottery.Take, o *lottery.Order) (lottery.Order, []any, error) {
+	if o == nil {
+		return lottery.Order{}, nil, nil
+	}
+	ord := *o
+	if ord.UserID == "" {
+		ord.UserID = t.UserID
+	}
+	if ord.TakeID == 0 {
+		ord.TakeID = t.ID
+	}
+	if ord.ActivityID == 0 {
+		ord.ActivityID = t.ActivityID
+	}
+	if ord.StrategyID == 0 {
+		ord.StrategyID = t.StrategyID
+	}
+	if ord.At.IsZero() {
+		ord.At = time.Now()
+	}
+	if ord.ID <= 0 || ord.UserID != t.UserID || ord.TakeID != t.ID || ord.Award.ID == "" {
+		return ord, nil, fmt.Errorf("orders: draw of take %d: %w: the order needs an id and an award, and the take's user and id", t.ID, lottery.ErrInvalid)
+	}
+	ord.MQState, ord.GrantState, ord.At = lottery.MQInit, lottery.GrantPending, fromMS(toMS(ord.At))
+	args := []any{ord.ID, ord.UserID, ord.ActivityID, ord.StrategyID, ord.Mode, ord.GrantType,
+		toMS(ord.GrantDate), ord.GrantState, ord.Award.ID, ord.Award.Type, ord.Award.Name, ord.Award.Content,
+		ord.TakeID, ord.Module, int64(ord.Seed), toMS(ord.At), toMS(time.Now())}
+	return ord, args, nil
+}
+
+// TakeDraw records a new take that is drawn at once: in one transaction on
+// the user's shard it does what Take does (the count decrement,
+// ErrLimitReached with nothing written when none is left) and inserts the
+// take already used, with the award of o, and, for a win (o != nil), the
+// order with mq_state init and grant_state pending, as Draw would. One
+// write and one group commit instead of two: the draw process uses it when
+// the user has no unused take to reuse. The fields are those of Take and
+// Draw; on success t is the stored take (TakeCount, state used, AwardID,
+// At) and o the stored order. A repeated take or order id is ErrConflict,
+// and any failure writes nothing.
+func (s *store) TakeDraw(ctx context.Context, t *lottery.Take, takeCount int, o *lottery.Order) error {
+	if t == nil || t.ID <= 0 || t.UserID == "" || t.ActivityID <= 0 || takeCount < 1 {
+		return fmt.Errorf("orders: take and draw: %w: need a take with id, user and activity, and takeCount >= 1", lottery.ErrInvalid)
+	}
+	at := t.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	atMS := toMS(at)
+	ord, args, err := orderOf(t, o)
+	if err != nil {
+		return err
+	}
+	db, tb := s.router.Route(t.UserID)
+	tr := &takeReq{tb: tb, takeID: t.ID, userID: t.UserID, activityID: t.ActivityID, strategyID: t.StrategyID,
+		takeCount: takeCount, atMS: atMS,
+		draw: &drawReq{tb: tb, takeID: t.ID, userID: t.UserID, awardID: ord.Award.ID, order: args}}
+	if err := s.shards[db].w.run(s.takeRequest(ctx, tr)); err != nil {
+		return fmt.Errorf("orders: take and draw for %s in activity %d: %w", t.UserID, t.ActivityID, err)
+	}
+	t.TakeCount, t.State, t.AwardID, t.At = tr.nth, lottery.TakeUsed, ord.Award.ID, fromMS(atMS)
 	if o != nil {
 		*o = ord
 	}

@@ -73,6 +73,11 @@
 //     queue holds 4 x Batch calls and drops nothing: a caller waits for room
 //     until its context ends. A caller that stops waiting abandons its call;
 //     a unit reserved for it is given back in a later pipeline.
+//   - ReserveEach (lottery.StockBatch) hands the batcher several
+//     reservations as one group, which it always takes into the same
+//     pipeline: the draw process reserves an activity unit and an award's
+//     in one round trip. Each is still its own reservation, answered as
+//     Reserve would. Memory implements it as a loop.
 //   - Scripts go by digest (EVALSHA); on NOSCRIPT (Redis restarted and lost
 //     its script cache) the call is sent again with the source (EVAL), which
 //     loads it for the EVALSHAs that follow.

@@ -88,6 +88,15 @@ func (m *Memory) Reserve(_ context.Context, key lottery.StockKey) (lottery.Reser
 	}
 }
 
+// ReserveEach reserves one unit of each key, as Reserve does for each
+// (in process there is no round trip to share). res and errs, of
+// len(keys), receive each key's answer.
+func (m *Memory) ReserveEach(ctx context.Context, keys []lottery.StockKey, res []lottery.Reservation, errs []error) {
+	for i, key := range keys {
+		res[i], errs[i] = m.Reserve(ctx, key)
+	}
+}
+
 // Release gives a reservation's unit back and clears the key's sold-out flag
 // when a unit is free again. The used count never goes below zero: a release
 // with nothing in use (for example after a Provision reset it) changes nothing.

@@ -452,6 +452,9 @@ type call struct {
 	// sold is set when ModeLock found no free slot: the undo then answers
 	// sold out whatever count it sees.
 	sold bool
+	// group is the next call of a ReserveEach: the batcher takes the calls
+	// of a group together, into one pipeline.
+	group *call
 
 	cmd     *redis.Cmd
 	intCmd  *redis.IntCmd
@@ -516,28 +519,43 @@ func (r *Redis) Reserve(ctx context.Context, key lottery.StockKey) (lottery.Rese
 // submit queues a call for the batcher and waits for its answer or the end
 // of ctx, whichever comes first.
 func (r *Redis) submit(ctx context.Context, op string, c *call) (lottery.Reservation, error) {
-	reserve := c.step != stepSettle
-	failed := func(err error) (lottery.Reservation, error) {
-		if reserve {
-			r.stats.failures.Add(1)
-		}
-		return lottery.Reservation{}, r.fail(op, c.k.key, err)
+	reserve, key := c.step != stepSettle, c.k.key // read before the batcher owns c
+	if err := r.enqueue(ctx, c); err != nil {
+		return r.failed(op, c, err)
 	}
+	return r.wait(ctx, op, c, reserve, key)
+}
+
+// failed answers a call that never reached the batcher and pools it.
+func (r *Redis) failed(op string, c *call, err error) (lottery.Reservation, error) {
+	if c.step != stepSettle {
+		r.stats.failures.Add(1)
+	}
+	err = r.fail(op, c.k.key, err)
+	*c = call{done: c.done}
+	r.calls.Put(c)
+	return lottery.Reservation{}, err
+}
+
+// enqueue hands a call (with the calls of its group) to the batcher.
+func (r *Redis) enqueue(ctx context.Context, c *call) error {
 	r.mu.RLock()
+	defer r.mu.RUnlock()
 	if r.closed {
-		r.mu.RUnlock()
-		defer r.calls.Put(c)
-		return failed(errClosed)
+		return errClosed
 	}
 	select {
 	case r.queue <- c:
-		r.mu.RUnlock()
+		return nil
 	case <-ctx.Done():
-		r.mu.RUnlock()
-		defer r.calls.Put(c)
-		return failed(ctx.Err())
+		return ctx.Err()
 	}
+}
 
+// wait waits for a queued call's answer or the end of ctx. reserve and key
+// are the call's, read before it was queued: the batcher writes the call
+// while it runs it.
+func (r *Redis) wait(ctx context.Context, op string, c *call, reserve bool, key lottery.StockKey) (lottery.Reservation, error) {
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -545,9 +563,10 @@ func (r *Redis) submit(ctx context.Context, op string, c *call) (lottery.Reserva
 			// The batcher owns the call from now on and gives back a unit
 			// it reserves for it.
 			if reserve {
+				r.stats.failures.Add(1)
 				r.stats.abandoned.Add(1)
 			}
-			return failed(ctx.Err())
+			return lottery.Reservation{}, r.fail(op, key, ctx.Err())
 		}
 		<-c.done
 	}
@@ -555,6 +574,65 @@ func (r *Redis) submit(ctx context.Context, op string, c *call) (lottery.Reserva
 	*c = call{done: c.done} // hold on to nothing while pooled
 	r.calls.Put(c)
 	return res, err
+}
+
+// ReserveEach reserves one unit of each key, as Reserve does for each, with
+// the reservations sent to Redis in one pipeline (one round trip for all
+// of them, unless one falls through to another shard or step). res and
+// errs, of len(keys), receive each key's answer. Each key is its own
+// reservation: one refused leaves the others reserved.
+func (r *Redis) ReserveEach(ctx context.Context, keys []lottery.StockKey, res []lottery.Reservation, errs []error) {
+	calls := make([]*call, len(keys))
+	for i, key := range keys {
+		if err := ctx.Err(); err != nil {
+			r.stats.failures.Add(1)
+			res[i], errs[i] = lottery.Reservation{}, r.fail("reserve", key, err)
+			continue
+		}
+		k := r.key(key)
+		c := r.calls.Get().(*call)
+		*c = call{k: k, epoch: k.epoch.Load(), done: c.done}
+		if r.cfg.Mode == ModeLock {
+			c.step = stepIncr
+		} else {
+			c.step = stepReserve
+			c.start = r.route(k)
+		}
+		calls[i] = c
+	}
+	var head *call
+	for i := len(calls) - 1; i >= 0; i-- {
+		if calls[i] != nil {
+			calls[i].group, head = head, calls[i]
+		}
+	}
+	if head == nil {
+		return
+	}
+	if err := r.enqueue(ctx, head); err != nil {
+		for i, c := range calls {
+			if c != nil {
+				res[i], errs[i] = r.failed("reserve", c, err)
+			}
+		}
+		return
+	}
+	for i, c := range calls {
+		if c != nil {
+			res[i], errs[i] = r.wait(ctx, "reserve", c, true, keys[i])
+		}
+	}
+}
+
+// appendGroup appends c and the rest of its group to pending.
+func appendGroup(pending []*call, c *call) []*call {
+	for c != nil {
+		next := c.group
+		c.group = nil
+		pending = append(pending, c)
+		c = next
+	}
+	return pending
 }
 
 // route picks the shard a reservation tries first: the next one round
@@ -592,7 +670,7 @@ func (r *Redis) run() {
 		if len(pending) == 0 {
 			select {
 			case c := <-r.queue:
-				pending = append(pending, c)
+				pending = appendGroup(pending, c)
 			case <-r.quit:
 				r.failQueued()
 				return
@@ -607,7 +685,7 @@ func (r *Redis) run() {
 		for !closing && len(pending) < r.cfg.Batch {
 			select {
 			case c := <-r.queue:
-				pending = append(pending, c)
+				pending = appendGroup(pending, c)
 			default:
 				break gather
 			}
@@ -624,7 +702,9 @@ func (r *Redis) failQueued() {
 	for {
 		select {
 		case c := <-r.queue:
-			r.finish(c, lottery.Reservation{}, r.fail(c.op(), c.k.key, errClosed))
+			for _, c := range appendGroup(nil, c) {
+				r.finish(c, lottery.Reservation{}, r.fail(c.op(), c.k.key, errClosed))
+			}
 		default:
 			return
 		}

@@ -54,6 +54,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("UserState", c.userState)
 	t.Run("DrawWin", c.drawWin)
 	t.Run("DrawLose", c.drawLose)
+	t.Run("TakeDraw", c.takeDraw)
+	t.Run("TakeDrawHammer", c.takeDrawHammer)
 	t.Run("Outbox", c.outbox)
 	t.Run("Grant", c.grant)
 	t.Run("Usage", c.usage)
@@ -446,6 +448,141 @@ func (c *contract) drawLose(t *testing.T) {
 		t.Fatalf("a refused draw wrote orders: %+v", got)
 	}
 	auditOK(t, st, 1, 1, 1, 0)
+}
+
+// takeDraw holds TakeDraw to Take and Draw in one: the take is stored used
+// with its award and the order beside it, under the same limit, and a
+// refusal writes nothing.
+func (c *contract) takeDraw(t *testing.T) {
+	st := c.open(t)
+	ctx := t.Context()
+	newTake := func(user string) *lottery.Take {
+		return &lottery.Take{ID: c.ids.Next(), UserID: user, ActivityID: 1, StrategyID: 7, At: base}
+	}
+	// A win: the take is used, with the award, and the order is pending.
+	tk := newTake("gina")
+	o := c.order(tk, awardA, 1<<63+7, base)
+	if err := st.TakeDraw(ctx, tk, 3, o); err != nil {
+		t.Fatal(err)
+	}
+	if tk.TakeCount != 1 || tk.State != lottery.TakeUsed || tk.AwardID != "A" || !tk.At.Equal(base) {
+		t.Fatalf("take after TakeDraw (win): %+v", tk)
+	}
+	if o.MQState != lottery.MQInit || o.GrantState != lottery.GrantPending || o.TakeID != tk.ID {
+		t.Fatalf("order after TakeDraw: %+v", o)
+	}
+	got, err := st.UserOrders(ctx, "gina", 10)
+	if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], *o) {
+		t.Fatalf("UserOrders = %+v, %v; want %+v", got, err, *o)
+	}
+	if us, _ := st.UserState(ctx, "gina", 1); us.Unused != nil || us.Left != 2 {
+		t.Fatalf("UserState after TakeDraw = %+v; want no unused take, left 2", us)
+	}
+	// The drawn take cannot be drawn again.
+	wantErr(t, "Draw of a drawn take", st.Draw(ctx, tk, nil), lottery.ErrTakeUsed)
+	// A loss: the take is used, without an award, and there is no order.
+	lost := newTake("gina")
+	if err := st.TakeDraw(ctx, lost, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if lost.TakeCount != 2 || lost.State != lottery.TakeUsed || lost.AwardID != "" {
+		t.Fatalf("take after TakeDraw (lose): %+v", lost)
+	}
+	// Take and TakeDraw share the count: an unused take stays unused.
+	unused := c.take(t, st, "gina", 1, 3)
+	if unused.TakeCount != 3 {
+		t.Fatalf("Take after two TakeDraws: TakeCount %d, want 3", unused.TakeCount)
+	}
+	over := newTake("gina")
+	wantErr(t, "TakeDraw over the limit", st.TakeDraw(ctx, over, 3, c.order(over, awardB, 1, base)), lottery.ErrLimitReached)
+	if us, _ := st.UserState(ctx, "gina", 1); us.Left != 0 || us.Unused == nil || us.Unused.ID != unused.ID {
+		t.Fatalf("UserState after a refused TakeDraw = %+v; want left 0 and take %d unused", us, unused.ID)
+	}
+	if got, _ := st.UserOrders(ctx, "gina", 10); len(got) != 1 {
+		t.Fatalf("a refused TakeDraw wrote an order: %+v", got)
+	}
+	// A repeated take id or order id conflicts and writes nothing.
+	dupTake := newTake("hank")
+	dupTake.ID = tk.ID
+	wantErr(t, "TakeDraw(repeated take id)", st.TakeDraw(ctx, dupTake, 3, nil), lottery.ErrConflict)
+	dupOrder := newTake("hank")
+	od := c.order(dupOrder, awardB, 2, base)
+	od.ID = o.ID
+	wantErr(t, "TakeDraw(repeated order id)", st.TakeDraw(ctx, dupOrder, 3, od), lottery.ErrConflict)
+	if us, _ := st.UserState(ctx, "hank", 1); us.Left > 0 && us.Left != 3 || us.Unused != nil {
+		t.Fatalf("conflicting TakeDraws changed hank's state: %+v", us)
+	}
+	if got, _ := st.UserOrders(ctx, "hank", 10); len(got) != 0 {
+		t.Fatalf("conflicting TakeDraws wrote orders: %+v", got)
+	}
+	// Bad input is refused.
+	bad := newTake("hank")
+	wantErr(t, "TakeDraw(takeCount 0)", st.TakeDraw(ctx, bad, 0, nil), lottery.ErrInvalid)
+	ob := c.order(bad, lottery.Award{}, 1, base)
+	wantErr(t, "TakeDraw(order without award)", st.TakeDraw(ctx, bad, 3, ob), lottery.ErrInvalid)
+	auditOK(t, st, 1, 3, 2, 1)
+}
+
+// takeDrawHammer runs TakeDraws of many users at once, so backends that
+// batch writes see them together: one user over its limit, one request
+// with a repeated order id among them, and every limit exact.
+func (c *contract) takeDrawHammer(t *testing.T) {
+	st := c.open(t)
+	ctx := t.Context()
+	users, per, limit := 32, 6, 4
+	if testing.Short() {
+		users = 8
+	}
+	const dupLimit = 10
+	first := c.order(c.take(t, st, "dup", 1, dupLimit), awardA, 1, base)
+	if err := st.Draw(ctx, &lottery.Take{ID: first.TakeID, UserID: "dup"}, first); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg                    sync.WaitGroup
+		wins, limited, confls atomic.Int64
+	)
+	for u := range users {
+		for i := range per {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tk := &lottery.Take{ID: c.ids.Next(), UserID: "u" + strconv.Itoa(u), ActivityID: 1, StrategyID: 7, At: base}
+				o := c.order(tk, awardA, uint64(i), base)
+				if u == 0 && i == 0 { // a user whose only request repeats an order id
+					tk.UserID, o.UserID, o.ID = "dup", "dup", first.ID
+				}
+				n := limit
+				if tk.UserID == "dup" {
+					n = dupLimit
+				}
+				switch err := st.TakeDraw(ctx, tk, n, o); {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, lottery.ErrLimitReached):
+					limited.Add(1)
+				case errors.Is(err, lottery.ErrConflict) && u == 0 && i == 0:
+					confls.Add(1)
+				default:
+					t.Errorf("TakeDraw(u%d, %d): %v", u, i, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if wins.Load() != int64(users*limit) || confls.Load() != 1 || limited.Load() != int64(users*(per-limit)-1) {
+		t.Fatalf("wins %d, limited %d, conflicts %d; want %d, %d, 1", wins.Load(), limited.Load(), confls.Load(), users*limit, users*(per-limit)-1)
+	}
+	if us, _ := st.UserState(ctx, "dup", 1); us.Left != dupLimit-1 || us.Unused != nil {
+		t.Fatalf("a conflicting TakeDraw changed the user's state: %+v", us)
+	}
+	for u := range users {
+		us, err := st.UserState(ctx, "u"+strconv.Itoa(u), 1)
+		if err != nil || us.Left != 0 || us.Unused != nil {
+			t.Fatalf("UserState(u%d) = %+v, %v; want left 0, no unused take", u, us, err)
+		}
+	}
+	auditOK(t, st, 1, int64(users*limit+1), int64(users*limit+1), int64(users*limit+1))
 }
 
 func (c *contract) outbox(t *testing.T) {

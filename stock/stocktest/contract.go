@@ -44,6 +44,7 @@ func Run(t *testing.T, newStock func(t *testing.T) Store) {
 		{"Settle", testSettle},
 		{"Hammer", testHammer},
 		{"HammerManyKeys", testHammerManyKeys},
+		{"ReserveEach", testReserveEach},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -497,4 +498,45 @@ func testHammerManyKeys(t *testing.T, s Store) {
 		}
 		wantLeft(t, s, key, 0)
 	}
+}
+
+// testReserveEach holds a lottery.StockBatch (if the store is one) to
+// Reserve: each key is reserved, refused or unknown on its own.
+func testReserveEach(t *testing.T, s Store) {
+	b, ok := s.(lottery.StockBatch)
+	if !ok {
+		t.Skip("not a lottery.StockBatch")
+	}
+	ctx := t.Context()
+	act := lottery.StockKey{Activity: 140}
+	award := lottery.StockKey{Activity: 140, Award: "a"}
+	provision(t, s, act, 2, 0)
+	provision(t, s, award, 1, 0)
+	each := func(keys ...lottery.StockKey) ([]lottery.Reservation, []error) {
+		res, errs := make([]lottery.Reservation, len(keys)), make([]error, len(keys))
+		b.ReserveEach(ctx, keys, res, errs)
+		return res, errs
+	}
+	res, errs := each(act, award)
+	if errs[0] != nil || errs[1] != nil || res[0].Key != act || res[1].Key != award {
+		t.Fatalf("ReserveEach(both in stock) = %+v, %v", res, errs)
+	}
+	res, errs = each(act, award)
+	if errs[0] != nil || res[0].Key != act || !errors.Is(errs[1], lottery.ErrSoldOut) {
+		t.Fatalf("ReserveEach(award sold out) = %+v, %v; want the activity, award sold out", res, errs)
+	}
+	if _, errs = each(act, award); !errors.Is(errs[0], lottery.ErrSoldOut) || !errors.Is(errs[1], lottery.ErrSoldOut) {
+		t.Fatalf("ReserveEach(both sold out) = %v", errs)
+	}
+	wantLeft(t, s, act, 0)
+	wantLeft(t, s, award, 0)
+	if err := s.Release(ctx, res[0]); err != nil {
+		t.Fatal(err)
+	}
+	unknown := lottery.StockKey{Activity: 140, Award: "never-provisioned"}
+	res, errs = each(unknown, act)
+	if !errors.Is(errs[0], lottery.ErrNotFound) || errs[1] != nil || res[1].Key != act {
+		t.Fatalf("ReserveEach(unknown, in stock) = %+v, %v", res, errs)
+	}
+	wantLeft(t, s, act, 0)
 }
