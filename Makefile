@@ -30,8 +30,18 @@ bench: build services ## bare fasthttp vs the draw endpoint of each edge profile
 	. .services/env && taskset -c 1 $(BIN) benchsuite --bin $(BIN) --out BENCHMARKS.md
 	$(GO) test -run XXX -bench . -benchmem ./lottery ./stock ./orders ./analytics
 
-fuzz: ## a short run of every fuzz target
-	$(GO) test -run XXX -fuzz FuzzParseDraw -fuzztime 30s ./server
+FUZZTIME ?= 10s
+fuzz: ## a short run of every fuzz target (FUZZTIME each, default 10s)
+	$(GO) test -run XXX -fuzz '^FuzzParseDraw$$' -fuzztime $(FUZZTIME) ./server
+	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./configs
+	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./rules
+	$(GO) test -run XXX -fuzz '^FuzzCompiledMatchesEvaluate$$' -fuzztime $(FUZZTIME) ./rules
+	$(GO) test -run XXX -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./wasm
+	$(GO) test -run XXX -fuzz '^FuzzDrawInput$$' -fuzztime $(FUZZTIME) ./sdk/abi
+	$(GO) test -run XXX -fuzz '^FuzzRuleInput$$' -fuzztime $(FUZZTIME) ./sdk/abi
+	$(GO) test -run XXX -fuzz '^FuzzExpr$$' -fuzztime $(FUZZTIME) ./sdk/wasmgen
+	$(GO) test -run XXX -fuzz '^FuzzLEB128$$' -fuzztime $(FUZZTIME) ./sdk/wasmgen
+	$(GO) test -run XXX -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./analytics
 
 wasm: ## build the SDK examples: Go guests into bin/wasm, the AssemblyScript one into its committed testdata
 	mkdir -p bin/wasm
