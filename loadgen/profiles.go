@@ -31,14 +31,16 @@ type scenario struct {
 	run  func(ctx context.Context, cfg SuiteConfig, e *edge, s *Suite) ([]Scenario, error)
 }
 
-var profileNames = []string{"embedded", "redis", "mariadb", "modules"}
+var profileNames = []string{"embedded", "embedded-1x1", "redis", "mariadb", "mariadb-1x1", "modules"}
 
 // Row names the targets refer to.
 const (
 	rowEmbeddedFlash  = "embedded: flash sale"
 	rowEmbeddedAllWin = "embedded: all win"
+	rowEmbedded1x1    = "embedded, 1 x 1: all win"
 	rowRedisFlash     = "Redis stock: flash sale"
 	rowMariaDBAllWin  = "Redis stock + MariaDB orders: all win"
+	rowMariaDB1x1     = "Redis stock + MariaDB orders, 1 x 1: all win"
 	rowRuleFlash      = "rule draw, flash sale"
 	rowRuleAllWin     = "rule draw, all win"
 	rowReload         = "hot reload"
@@ -65,6 +67,12 @@ func profiles(cfg SuiteConfig, run string) []profile {
 			scenarios: []scenario{flashSale(rowEmbeddedFlash), allWin(rowEmbeddedAllWin)},
 		},
 		{
+			name: "embedded-1x1", label: "embedded, 1 x 1",
+			desc:      "embedded as above with orders in one database and one table per kind (orders.dbCount 1, tbCount 1): a batch writes one statement per table instead of four",
+			config:    "orders: {dbCount: 1, tbCount: 1}\n",
+			scenarios: []scenario{allWin(rowEmbedded1x1)},
+		},
+		{
 			name: "redis", label: "Redis stock",
 			desc:      "Redis stock (lua mode, batched) under a fresh key prefix, SQLite orders, embedded broker and analytics",
 			skip:      missing(envRedis),
@@ -75,6 +83,12 @@ func profiles(cfg SuiteConfig, run string) []profile {
 			desc:      "Redis stock as above, MariaDB orders (2 x 4 shards) on fresh databases, embedded broker and analytics",
 			skip:      missing(envRedis, envMySQL),
 			scenarios: []scenario{allWin(rowMariaDBAllWin)},
+		},
+		{
+			name: "mariadb-1x1", label: "Redis stock + MariaDB orders, 1 x 1",
+			desc:      "as above with orders in one database and one table per kind (orders.dbCount 1, tbCount 1), the layout for one MariaDB server: the seed's 2 x 4 splits every group commit into four statements per table kind, which costs the server CPU per statement, not per row",
+			skip:      missing(envRedis, envMySQL),
+			scenarios: []scenario{allWin(rowMariaDB1x1)},
 		},
 		{
 			name: "modules", label: "modules",
@@ -93,7 +107,7 @@ func profiles(cfg SuiteConfig, run string) []profile {
 		panic("loadgen: no profile " + name) // a broken invariant: the names are above
 	}
 	if redisAddr != "" {
-		for _, name := range []string{"redis", "mariadb"} {
+		for _, name := range []string{"redis", "mariadb", "mariadb-1x1"} {
 			prefix := "lottery-bench-" + run + "-" + name + ":"
 			p := byName(name)
 			p.config += redisYAML(redisAddr, prefix)
@@ -102,11 +116,17 @@ func profiles(cfg SuiteConfig, run string) []profile {
 		}
 	}
 	if mysql != "" {
-		p := byName("mariadb")
-		if d, err := parseMySQLDSN(mysql); err != nil {
-			p.skip = err.Error()
-		} else {
-			yaml, dbs := mysqlYAML(d, "lottery_bench_"+run)
+		for _, l := range []struct {
+			name             string
+			dbCount, tbCount int
+		}{{"mariadb", 2, 4}, {"mariadb-1x1", 1, 1}} {
+			p := byName(l.name)
+			d, err := parseMySQLDSN(mysql)
+			if err != nil {
+				p.skip = err.Error()
+				continue
+			}
+			yaml, dbs := mysqlYAML(d, "lottery_bench_"+run+"_"+strings.ReplaceAll(l.name, "-", "_"), l.dbCount, l.tbCount)
 			p.config += yaml
 			p.desc += " (databases " + dbs[0] + "*)"
 			p.cleanup = append(p.cleanup, func(ctx context.Context) string { return dropDatabases(ctx, d, dbs) })

@@ -53,11 +53,14 @@ func (d mysqlDSN) with(db string) string {
 }
 
 // mysqlYAML configures the MariaDB orders store on fresh databases: base
-// and one per shard database of the default 2 x 4 layout.
-func mysqlYAML(d mysqlDSN, base string) (yaml string, dbs []string) {
-	dbs = []string{base, base + "_00", base + "_01"}
+// and one per shard database of a dbCount x tbCount layout.
+func mysqlYAML(d mysqlDSN, base string, dbCount, tbCount int) (yaml string, dbs []string) {
+	dbs = []string{base}
+	for i := range dbCount {
+		dbs = append(dbs, fmt.Sprintf("%s_%02d", base, i))
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "orders:\n  backend: mysql\n  dbCount: 2\n  tbCount: 4\n  mysql:\n    base: %q\n    shards:\n", d.with(dbs[0]))
+	fmt.Fprintf(&b, "orders:\n  backend: mysql\n  dbCount: %d\n  tbCount: %d\n  mysql:\n    base: %q\n    shards:\n", dbCount, tbCount, d.with(dbs[0]))
 	for _, db := range dbs[1:] {
 		fmt.Fprintf(&b, "      - %q\n", d.with(db))
 	}
