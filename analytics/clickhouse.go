@@ -87,9 +87,10 @@ func (c ClickHouseConfig) validate() error {
 }
 
 // ClickHouse is the production Store and Querier: every event goes to a
-// MergeTree table, and two materialized views keep per-second aggregates
-// that the named queries read, so a query costs the same over ten million
-// events as over a thousand (see Migrate for the schema). It speaks the
+// MergeTree table, and materialized views keep aggregates per second,
+// minute and hour that the named queries read, so a query costs about the
+// same over ten million events as over a thousand (see migrations for the
+// schema). It speaks the
 // native protocol through clickhouse-go v2 and works with ClickHouse 18.16
 // (Debian's) as with current servers. It is safe for concurrent use.
 type ClickHouse struct {
@@ -365,8 +366,14 @@ func (c *ClickHouse) Insert(ctx context.Context, events []lottery.Event) error {
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	key := batchKey(events)
-	id, retry := c.failed.lookup(key)
+	// The hash costs about 60 ns an event: taken only while a batch that
+	// failed waits for its retry, or when this one fails.
+	var key uint64
+	hashed := c.failed.any()
+	if hashed {
+		key = batchKey(events)
+	}
+	id, retry := c.failed.lookup(key, hashed)
 	if retry {
 		lo, hi := slices.Min(b.at), slices.Max(b.at)
 		var n uint64
@@ -382,10 +389,15 @@ func (c *ClickHouse) Insert(ctx context.Context, events []lottery.Event) error {
 	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(b.tbl))
 	q := fmt.Sprintf("INSERT INTO {db}.draw_events (%s, batch) SELECT %s, toUInt64(%d) FROM batch", insertColumns, insertColumns, id)
 	if err := c.conn.Exec(ctx, c.sql(q)); err != nil {
+		if !hashed {
+			key = batchKey(events)
+		}
 		c.failed.remember(key, id)
 		return c.fail("insert", err)
 	}
-	c.failed.forget(key)
+	if hashed {
+		c.failed.forget(key)
+	}
 	return nil
 }
 
@@ -399,14 +411,24 @@ type failedBatches struct {
 
 const maxFailedBatches = 64
 
-// lookup returns the id a failed batch was sent with and true, or a fresh
-// random id and false.
-func (f *failedBatches) lookup(key uint64) (uint64, bool) {
+// any reports whether some failed batch waits for its retry.
+func (f *failedBatches) any() bool {
 	f.mu.Lock()
-	id, ok := f.ids[key]
-	f.mu.Unlock()
-	if ok {
-		return id, true
+	defer f.mu.Unlock()
+	return len(f.ids) > 0
+}
+
+// lookup returns the id a failed batch with hash key was sent with and
+// true, or a fresh random id and false (at once when the batch was not
+// hashed: no batch had failed).
+func (f *failedBatches) lookup(key uint64, hashed bool) (uint64, bool) {
+	if hashed {
+		f.mu.Lock()
+		id, ok := f.ids[key]
+		f.mu.Unlock()
+		if ok {
+			return id, true
+		}
 	}
 	return rand.Uint64() | 1, false // never 0, the id of rows from before version 2
 }
@@ -576,13 +598,7 @@ func (c *ClickHouse) Summary(ctx context.Context, activityID int64, from, to tim
 	if c.closed.Load() {
 		return sum, ErrClosed
 	}
-	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-	if !from.IsZero() {
-		lo = from.Unix()
-	}
-	if !to.IsZero() {
-		hi = to.Unix()
-	}
+	lo, hi := summaryBounds(from, to)
 	if lo >= hi || hi <= 0 || lo > maxUnix {
 		return sum, ctx.Err()
 	}
@@ -724,15 +740,7 @@ func (c *ClickHouse) Modules(ctx context.Context, activityID int64, from, to tim
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	groups := make(map[[2]string]map[string]int64)
-	add := func(name, version, outcome string, n int64) {
-		g := groups[[2]string{name, version}]
-		if g == nil {
-			g = make(map[string]int64)
-			groups[[2]string{name, version}] = g
-		}
-		g[outcome] += n
-	}
+	groups := make(moduleGroups)
 	q := fmt.Sprintf("SELECT module_name, module_version, outcome, toInt64(sum(n)) AS c FROM %s GROUP BY module_name, module_version, outcome ORDER BY c DESC, module_name, module_version, outcome LIMIT %d",
 		w.counts("module_name, module_version, outcome", ""), MaxGroups)
 	rows := 0
@@ -744,7 +752,7 @@ func (c *ClickHouse) Modules(ctx context.Context, activityID int64, from, to tim
 			return err
 		}
 		if rows++; rows < MaxGroups {
-			add(name, version, outcome, n)
+			groups.add(name, version, outcome, n)
 			kept[outcome] += n
 		}
 		return nil
@@ -761,7 +769,7 @@ func (c *ClickHouse) Modules(ctx context.Context, activityID int64, from, to tim
 				return err
 			}
 			if rest := n - kept[outcome]; rest > 0 {
-				add(otherName, "", outcome, rest)
+				groups.add(otherName, "", outcome, rest)
 			}
 			return nil
 		})

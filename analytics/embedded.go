@@ -176,39 +176,9 @@ func (e *Embedded) Insert(ctx context.Context, events []lottery.Event) error {
 // seconds with events, and to the coarser bucket width after that.
 func (e *Embedded) Summary(ctx context.Context, activityID int64, from, to time.Time) (Summary, error) {
 	sum := Summary{ActivityID: activityID, Outcomes: map[string]int64{}, Awards: map[string]int64{}, From: from, To: to}
-	if err := ctx.Err(); err != nil {
-		return sum, err
-	}
-	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-	if !from.IsZero() {
-		lo = from.Unix()
-	}
-	if !to.IsZero() {
-		hi = to.Unix()
-	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.closed {
-		return sum, ErrClosed
-	}
-	s := e.acts[activityID]
-	if s == nil || lo >= hi {
-		return sum, nil
-	}
-	r0, _ := slices.BinarySearch(s.secs, lo)
-	r1, _ := slices.BinarySearch(s.secs, hi)
-	if r0 >= r1 {
-		return sum, nil
-	}
+	lo, hi := summaryBounds(from, to)
 	var hist [latBuckets]uint64
-	for c, k := range s.keys {
-		var n uint64
-		for _, v := range s.cols[c][r0:r1] {
-			n += v
-		}
-		if n == 0 {
-			continue
-		}
+	err := e.scan(ctx, activityID, lo, hi, func(k colKey, n uint64) {
 		switch k.kind {
 		case kindOutcome:
 			sum.Outcomes[k.name] += int64(n)
@@ -221,6 +191,9 @@ func (e *Embedded) Summary(ctx context.Context, activityID int64, from, to time.
 		case kindLatency:
 			hist[k.lat] += n
 		}
+	})
+	if err != nil {
+		return sum, err
 	}
 	sum.WinRate = winRate(sum.Wins, sum.Draws)
 	sum.LatencyP50US = quantile(&hist, 0.50)
@@ -618,21 +591,14 @@ func (e *Embedded) Modules(ctx context.Context, activityID int64, from, to time.
 	if err != nil {
 		return nil, err
 	}
-	groups := make(map[[2]string]map[string]int64)
+	groups := make(moduleGroups)
 	err = e.scan(ctx, w.act, w.lo, w.hi, func(k colKey, n uint64) {
 		if k.kind != kindModule {
 			return
 		}
-		name, version, outcome, ok := parseModuleKey(k.name)
-		if !ok {
-			return
+		if name, version, outcome, ok := parseModuleKey(k.name); ok {
+			groups.add(name, version, outcome, int64(n))
 		}
-		g := groups[[2]string{name, version}]
-		if g == nil {
-			g = make(map[string]int64)
-			groups[[2]string{name, version}] = g
-		}
-		g[outcome] += int64(n)
 	})
 	if err != nil {
 		return nil, err

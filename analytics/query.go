@@ -172,6 +172,19 @@ func RatesOf(s *lottery.Strategy) map[string]float64 {
 	return rates
 }
 
+// summaryBounds returns Summary's window in whole seconds, [lo, hi): a
+// zero from or to leaves that end unbounded.
+func summaryBounds(from, to time.Time) (lo, hi int64) {
+	lo, hi = math.MinInt64, math.MaxInt64
+	if !from.IsZero() {
+		lo = from.Unix()
+	}
+	if !to.IsZero() {
+		hi = to.Unix()
+	}
+	return lo, hi
+}
+
 // window is a validated query window in whole seconds: [lo, hi).
 type window struct {
 	act    int64
@@ -267,9 +280,24 @@ func invalid(problems []string) error {
 	return fmt.Errorf("%w: analytics: %s", lottery.ErrInvalid, strings.Join(problems, "; "))
 }
 
+// moduleGroups counts draws per (module name, version) and outcome, as both
+// stores' Modules gather them before finishModules.
+type moduleGroups map[[2]string]map[string]int64
+
+// add counts n draws of the module version with the outcome.
+func (g moduleGroups) add(name, version, outcome string, n int64) {
+	k := [2]string{name, version}
+	m := g[k]
+	if m == nil {
+		m = make(map[string]int64)
+		g[k] = m
+	}
+	m[outcome] += n
+}
+
 // finishModules computes the totals of each module version and orders them
 // by name and version.
-func finishModules(groups map[[2]string]map[string]int64) []ModuleOutcomes {
+func finishModules(groups moduleGroups) []ModuleOutcomes {
 	out := make([]ModuleOutcomes, 0, len(groups))
 	for k, outcomes := range groups {
 		m := ModuleOutcomes{Name: k[0], Version: k[1], Outcomes: outcomes}

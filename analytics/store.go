@@ -67,8 +67,8 @@ type Summary struct {
 	// Awards counts won draws by award id.
 	Awards map[string]int64 `json:"awards"`
 	// LatencyP50US and LatencyP99US are the median and 99th percentile of
-	// the draw latency in microseconds (estimates from a histogram in the
-	// embedded store, within 12.5%; exact in ClickHouse).
+	// the draw latency in microseconds, estimated from a histogram: within
+	// 12.5% in the embedded store, within 1/64 in ClickHouse.
 	LatencyP50US int64 `json:"latencyP50Us"`
 	LatencyP99US int64 `json:"latencyP99Us"`
 	// From and To echo the queried window; zero means unbounded.

@@ -79,7 +79,7 @@ type Distributor struct {
 	secret []byte
 	log    *slog.Logger
 	sink   Sink
-	byType [5]func(context.Context, lottery.Invoice) Delivery
+	byType [lottery.AwardGoods + 1]func(context.Context, lottery.Invoice) Delivery
 
 	granted, duplicates, rejected atomic.Uint64
 }

@@ -172,12 +172,8 @@ func mergeReports(ids []int64, reps []Report) Report {
 		out.Prizes += r.Prizes
 		out.Delivered += r.Delivered
 		out.Waited = max(out.Waited, r.Waited)
-		for k, v := range r.ByAward {
-			out.ByAward[k] += v
-		}
-		for k, v := range r.AwardCounts {
-			out.AwardCounts[k] += v
-		}
+		addTo(out.ByAward, r.ByAward)
+		addTo(out.AwardCounts, r.AwardCounts)
 		for _, v := range r.Violations {
 			out.Violations = append(out.Violations, fmt.Sprintf("activity %d: %s", ids[i], v))
 		}

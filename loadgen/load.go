@@ -2,10 +2,12 @@ package loadgen
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -187,12 +189,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if res.FirstError == "" {
 			res.FirstError = t.first
 		}
-		for k, v := range t.status {
-			res.ByStatus[k] += v
-		}
-		for k, v := range t.outcome {
-			res.ByOutcome[k] += v
-		}
+		addTo(res.ByStatus, t.status)
+		addTo(res.ByOutcome, t.outcome)
 	}
 	// Keep the requests that were sent, in the order they were taken.
 	sent := lat[:0]
@@ -247,12 +245,8 @@ func Merge(rs ...Result) Result {
 		if out.FirstError == "" {
 			out.FirstError = r.FirstError
 		}
-		for k, v := range r.ByStatus {
-			out.ByStatus[k] += v
-		}
-		for k, v := range r.ByOutcome {
-			out.ByOutcome[k] += v
-		}
+		addTo(out.ByStatus, r.ByStatus)
+		addTo(out.ByOutcome, r.ByOutcome)
 		out.lat = append(out.lat, r.lat...)
 	}
 	slices.Sort(out.lat)
@@ -358,11 +352,14 @@ func (r Result) Format() string {
 	return b.String()
 }
 
-func sortedKeys[K int | string](m map[K]int) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// sortedKeys returns the keys of m in ascending order.
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// addTo adds the counts of src to dst.
+func addTo[K comparable, V int | int64](dst, src map[K]V) {
+	for k, v := range src {
+		dst[k] += v
 	}
-	slices.Sort(keys)
-	return keys
 }

@@ -37,7 +37,7 @@ type SuiteConfig struct {
 	// profiles, orders for the MariaDB one): choose profiles with Profiles.
 	EdgeConfig string
 	// Profiles names the edge profiles to run (default all): embedded,
-	// redis, mariadb, modules.
+	// embedded-1x1, redis, mariadb, mariadb-1x1, modules.
 	Profiles []string
 	// Getenv reads the services' addresses (default os.Getenv).
 	Getenv func(string) string

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -129,7 +128,7 @@ func getJSON(u *url.URL, path, token string, v any) error {
 func (r Report) Format() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "verify: accepted %d of stock %d, prizes %d, delivered %d (waited %s)\n", r.Accepted, r.StockCount, r.Prizes, r.Delivered, r.Waited.Round(time.Millisecond))
-	for _, id := range sortedKeys64(r.AwardCounts) {
+	for _, id := range sortedKeys(r.AwardCounts) {
 		fmt.Fprintf(&b, "  award %s: %d of %d\n", id, r.ByAward[id], r.AwardCounts[id])
 	}
 	if len(r.Violations) == 0 {
@@ -139,13 +138,4 @@ func (r Report) Format() string {
 		fmt.Fprintf(&b, "verify: VIOLATION: %s\n", v)
 	}
 	return b.String()
-}
-
-func sortedKeys64(m map[string]int64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -290,32 +290,21 @@ func (s *suite) stoppedBroker(t *testing.T, brokers func(t *testing.T) []string)
 	}
 }
 
-// NewProducer returns a producer on addrs, closed when t ends; timeout 0
-// means the default.
-func NewProducer(t testing.TB, addrs []string, timeout time.Duration) *invoice.Producer {
-	t.Helper()
-	return newProducerOn(t, addrs, invoice.DefaultTopic, timeout)
-}
-
+// producer returns a producer on the suite's topic, closed when t ends.
 func (s *suite) producer(t testing.TB, addrs []string) *invoice.Producer {
 	t.Helper()
-	return newProducerOn(t, addrs, s.topic, 0)
+	p, err := invoice.NewProducer(invoice.ProducerConfig{Brokers: addrs, Topic: s.topic, ClientID: "invoicetest"})
+	if err != nil {
+		t.Fatalf("NewProducer: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
 }
 
 func (s *suite) consumer(t testing.TB, addrs []string, group string, h invoice.Handler) *invoice.Consumer {
 	t.Helper()
 	c, _ := startConsumerOn(t, addrs, s.topic, group, h)
 	return c
-}
-
-func newProducerOn(t testing.TB, addrs []string, topic string, timeout time.Duration) *invoice.Producer {
-	t.Helper()
-	p, err := invoice.NewProducer(invoice.ProducerConfig{Brokers: addrs, Topic: topic, ClientID: "invoicetest", Timeout: timeout})
-	if err != nil {
-		t.Fatalf("NewProducer: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
 }
 
 // MustPublish publishes invs and fails t on any error.
@@ -328,20 +317,16 @@ func MustPublish(t testing.TB, p *invoice.Producer, invs []lottery.Invoice) {
 	}
 }
 
-// StartConsumer runs a consumer in group on addrs until t ends.
+// StartConsumer runs a consumer in group on addrs, reading
+// invoice.DefaultTopic, until t ends.
 func StartConsumer(t testing.TB, addrs []string, group string, h invoice.Handler) *invoice.Consumer {
 	t.Helper()
-	c, _ := startConsumer(t, addrs, group, h)
+	c, _ := startConsumerOn(t, addrs, invoice.DefaultTopic, group, h)
 	return c
 }
 
-// startConsumer runs a consumer until stop is called or t ends, whichever
-// comes first; after either it has left the group.
-func startConsumer(t testing.TB, addrs []string, group string, h invoice.Handler) (*invoice.Consumer, func()) {
-	t.Helper()
-	return startConsumerOn(t, addrs, invoice.DefaultTopic, group, h)
-}
-
+// startConsumerOn runs a consumer on topic until stop is called or t ends,
+// whichever comes first; after either it has left the group.
 func startConsumerOn(t testing.TB, addrs []string, topic, group string, h invoice.Handler) (*invoice.Consumer, func()) {
 	t.Helper()
 	c, err := invoice.NewConsumer(invoice.ConsumerConfig{
