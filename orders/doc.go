@@ -41,9 +41,10 @@
 //     17k single-row transactions a second on the target machine but far
 //     more rows inside larger transactions, and on MySQL every statement is
 //     a round trip and every commit a redo-log write. So writes to a shard
-//     database (Take, Draw, SetMQState, Grant) go to that database's writer
-//     goroutine, which owns one connection, takes every request waiting (up
-//     to 128), runs them in one transaction and commits once. A batch first
+//     database (Take, Draw, TakeDraw, SetMQState, Grant) go to that
+//     database's writer goroutine, which owns one connection, takes every
+//     request waiting (up to 128), runs them in one transaction and commits
+//     once. A batch first
 //     runs without savepoints; only if a request failed on its own terms
 //     (limit reached, take used, conflict, bad input) after writing does it
 //     run again with a SAVEPOINT per request, rolling that request back and
@@ -58,10 +59,10 @@
 //     request at a time it is the take's two statements and the order's.
 //     Limits, duplicates (take or order id: ErrConflict, nothing written)
 //     and the all-or-nothing answer are those of Take and Draw.
-//   - Multi-row batches (MySQL). One statement per request per row left
-//     the server parsing, optimising and answering about 70 statements per
-//     batch. A batch of two or more takes, draws, grants and outbox updates
-//     now runs as: one locking read of every row the requests depend on
+//   - Multi-row batches (MySQL). One statement per request per row would
+//     leave the server parsing, optimising and answering about 70
+//     statements per batch, so a batch of two or more takes, draws, grants
+//     and outbox updates runs as: one locking read of every row the requests depend on
 //     (the count rows, the takes drawn, the orders granted: SELECT ... FOR
 //     UPDATE, the tables' SELECTs joined by UNION ALL), each request
 //     decided in Go in the batch's order as its statements alone would
@@ -83,7 +84,7 @@
 //     database are answered together: one goroutine per shard database
 //     takes every call waiting and reads them all with one query (the
 //     UserState query per table and activity, joined by UNION ALL); at low
-//     load a call is read alone, as before.
+//     load a call is read alone.
 //   - Goroutines: the Open functions start one writer per shard database,
 //     and OpenMySQL one UserState reader per shard database; Close stops
 //     them (each finishes and answers the batch it holds; later calls get

@@ -89,3 +89,42 @@ func MySQLTestDatabases(t testing.TB, cfg MySQLConfig) []string {
 	}
 	return names
 }
+
+// MySQLTestServerDB opens a pool on the test server, on no database; the
+// test's cleanup closes it.
+func MySQLTestServerDB(t testing.TB) *sql.DB {
+	t.Helper()
+	mc := MySQLTestServer(t)
+	mc.DBName = ""
+	db, err := sql.Open("mysql", mc.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// HoldCountRow locks user's count row of activity 1 in table tb of the
+// shard database at dsn, from a connection of its own, as another edge
+// would, and checks that its left count is want. Committing the returned
+// transaction frees the row; the test's cleanup rolls back one left open.
+func HoldCountRow(t testing.TB, dsn string, tb int, user string, want int) *sql.Tx {
+	t.Helper()
+	other, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	ctx := t.Context()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT left_count FROM `+ShardTable(TableTakeCount, tb)+
+		` WHERE user_id = ? AND activity_id = 1 FOR UPDATE`, user).Scan(&n); err != nil || n != want {
+		t.Fatalf("lock the count row: left %d, %v", n, err)
+	}
+	return tx
+}

@@ -103,15 +103,10 @@ func newWriter(name string, d *dialect, db *sql.DB, stmts []*sql.Stmt, tbCount i
 	return w
 }
 
-// do runs op in the next group commit and returns its error. Once the writer
-// has taken the request, do waits for the commit even if ctx ends, so the
-// answer is never ambiguous; the writer skips requests whose ctx ended
-// before their turn.
-func (w *writer) do(ctx context.Context, op func(b *batch) error) error {
-	return w.run(&request{ctx: ctx, op: op})
-}
-
-// run is do for a request made by the caller (one with bulk arguments).
+// run runs r in the next group commit and returns its error. Once the
+// writer has taken the request, run waits for the commit even if r.ctx
+// ends, so the answer is never ambiguous; the writer skips requests whose
+// ctx ended before their turn.
 func (w *writer) run(r *request) error {
 	r.done = make(chan struct{})
 	ctx := r.ctx
@@ -142,13 +137,13 @@ func (w *writer) loop() {
 		case <-w.quit:
 			return
 		}
-		reqs = w.fill(reqs)
+		reqs = fill(w.reqs, reqs)
 		if len(reqs) < maxBatch {
 			// Yield once so the callers the previous commit just woke can
 			// queue their next request: on 2 CPUs with 128 callers this took
 			// the average batch from about 3 requests to about 35.
 			runtime.Gosched()
-			reqs = w.fill(reqs)
+			reqs = fill(w.reqs, reqs)
 		}
 		w.commit(reqs)
 		w.commits.Add(1)
@@ -161,11 +156,12 @@ func (w *writer) loop() {
 	}
 }
 
-// fill appends the requests that are waiting, without blocking.
-func (w *writer) fill(reqs []*request) []*request {
+// fill appends to reqs what is waiting on ch, up to maxBatch in all,
+// without blocking (the writer's requests, the stateReader's calls).
+func fill[T any](ch <-chan T, reqs []T) []T {
 	for len(reqs) < maxBatch {
 		select {
-		case r := <-w.reqs:
+		case r := <-ch:
 			reqs = append(reqs, r)
 		default:
 			return reqs
@@ -211,12 +207,14 @@ func (w *writer) commit(reqs []*request) {
 // back with the step that failed, and then nothing of the batch was written
 // (unless the step is "commit", whose outcome the server did not tell).
 func (w *writer) try(live []*request) (step string, err error) {
-	if w.d.bulk && bulkable(live) >= 2 {
-		step, redo, err := w.tryBulk(live)
-		if !redo {
-			return step, err
+	if w.d.bulk {
+		if n := bulkable(live); n >= 2 {
+			step, redo, err := w.tryBulk(live, n == len(live))
+			if !redo {
+				return step, err
+			}
+			w.fallbacks.Add(1)
 		}
-		w.fallbacks.Add(1)
 	}
 	return w.tryRows(live)
 }
@@ -225,9 +223,10 @@ func (w *writer) try(live []*request) (step string, err error) {
 // request failed on its own terms inside a multi-row statement (a duplicate
 // key, a value the column refuses) or after writing: the transaction was
 // rolled back, and the batch must run again one request at a time, which
-// finds the requests that failed.
-func (w *writer) tryBulk(live []*request) (step string, redo bool, err error) {
-	if w.d.multiStatements && bulkable(live) == len(live) {
+// finds the requests that failed. all reports that every request of live is
+// one runBulk takes whole.
+func (w *writer) tryBulk(live []*request, all bool) (step string, redo bool, err error) {
+	if w.d.multiStatements && all {
 		return w.runBulkConn(live)
 	}
 	b, err := w.begin()
@@ -340,12 +339,17 @@ func (w *writer) begin() (*batch, error) {
 	return &batch{ctx: ctx, cancel: cancel, tx: tx, w: w, stmts: make([]*sql.Stmt, len(w.stmts))}, nil
 }
 
-// batchContext is a batch's own context, bounded by w.timeout. Without a
-// bound it is never done: the SQLite driver then spares each statement a
-// goroutine watching for cancellation.
+// batchContext is a batch's own context, bounded by w.timeout.
 func (w *writer) batchContext() (context.Context, context.CancelFunc) {
-	if w.timeout > 0 {
-		return context.WithTimeout(context.Background(), w.timeout)
+	return boundedContext(w.timeout)
+}
+
+// boundedContext is a context of its own (no caller's), bounded by timeout
+// when it is positive. Without a bound it is never done: the SQLite driver
+// then spares each statement a goroutine watching for cancellation.
+func boundedContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeout(context.Background(), timeout)
 	}
 	return context.Background(), func() {}
 }
@@ -584,8 +588,9 @@ type takeReq struct {
 	nth                    int
 }
 
-// args are the arguments of takeRow for the take numbered nth.
-func (t *takeReq) args(nth int) []any {
+// args are the arguments of takeRow for the take numbered t.nth.
+func (t *takeReq) args() []any {
+	nth := t.nth
 	uuid := t.userID + "_" + strconv.FormatInt(t.activityID, 10) + "_" + strconv.Itoa(nth)
 	state, award := 0, ""
 	if t.draw != nil {
@@ -954,7 +959,7 @@ func (p *bulkPlan) writes() []sqlText {
 		if ts := p.newTakes[tb]; len(ts) > 0 {
 			args := make([]any, 0, 9*len(ts))
 			for _, t := range ts {
-				args = append(args, t.args(t.nth)...)
+				args = append(args, t.args()...)
 			}
 			out = append(out, sqlText{
 				query: `INSERT INTO ` + ShardTable(TableTake, tb) + takeColumns + repeatRow(takeRow, len(ts)),
@@ -1128,14 +1133,6 @@ func marks(n int) string {
 // repeatRow returns n copies of a row's placeholders, comma-separated.
 func repeatRow(row string, n int) string {
 	return strings.Repeat(row+", ", n-1) + row
-}
-
-func int64Args(ids []int64) []any {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	return args
 }
 
 // uniqueIDs returns ids without repeats, in their first order.

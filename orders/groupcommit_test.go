@@ -2,7 +2,6 @@ package orders
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -178,9 +177,9 @@ func TestWriterClosed(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		err := s.shards[0].w.do(t.Context(), func(*batch) error { t.Error("op ran after Close"); return nil })
+		err := s.shards[0].w.run(&request{ctx: t.Context(), op: func(*batch) error { t.Error("op ran after Close"); return nil }})
 		if !errors.Is(err, lottery.ErrUnavailable) {
-			t.Fatalf("do after Close: %v", err)
+			t.Fatalf("run after Close: %v", err)
 		}
 		if _, err := s.Grant(t.Context(), lottery.OrderRef{UserID: "u", OrderID: 1}); !errors.Is(err, lottery.ErrUnavailable) {
 			t.Fatalf("Grant after Close: %v", err)
@@ -403,21 +402,7 @@ func TestGroupCommitBulkLockWait(t *testing.T) {
 	if rq.err != nil {
 		t.Fatal(rq.err)
 	}
-	other, err := sql.Open("mysql", cfg.Shards[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	tx, err := other.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT left_count FROM `+ShardTable(TableTakeCount, 0)+
-		` WHERE user_id = 'locked' AND activity_id = 1 FOR UPDATE`).Scan(&n); err != nil || n != 4 {
-		t.Fatalf("lock the count row: left %d, %v", n, err)
-	}
+	tx := HoldCountRow(t, cfg.Shards[0], 0, "locked", 4)
 	before := w.retries.Load()
 	a, ta := take("locked")
 	b, tb := take("free")

@@ -265,13 +265,10 @@ func (m *Modules) update(ctx context.Context, name string, blob []byte, fn func(
 // modulesErr maps a database error: context errors stay as they are, a
 // value the column refuses is ErrInvalid, anything else ErrUnavailable.
 func modulesErr(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
 	if mapped := mysqlMapErr(err); errors.Is(mapped, lottery.ErrInvalid) {
 		return mapped
 	}
-	return fmt.Errorf("%w: %w", lottery.ErrUnavailable, err)
+	return unavailable(err)
 }
 
 func sha256Hex(b []byte) string {

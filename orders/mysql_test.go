@@ -1,7 +1,6 @@
 package orders_test
 
 import (
-	"database/sql"
 	"errors"
 	"net"
 	"strconv"
@@ -45,57 +44,18 @@ func TestMySQLContract(t *testing.T) {
 func TestMySQLReopen(t *testing.T) {
 	cfg := orders.MySQLTestConfig(t, seedRouter(t))
 	ctx := t.Context()
-	ids, _ := lottery.NewSnowflake(4)
-	s := openMySQL(t, cfg)
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("second Migrate: %v", err)
-	}
-	strategy := &lottery.Strategy{ID: 7, Mode: lottery.ModeTotal, GrantType: lottery.GrantImmediate,
-		Details: []lottery.StrategyDetail{{Award: lottery.Award{ID: "A", Type: lottery.AwardCoupon, Name: "a"}, AwardCount: 5, Rate: 1}}}
-	act := &lottery.Activity{ID: 1, Name: "a", BeginAt: time.Unix(1000, 0).UTC(), EndAt: time.Unix(2000, 0).UTC(),
-		StockCount: 10, StockSurplus: 10, TakeCount: 2, StrategyID: 7, State: lottery.StateEdit}
-	if err := s.SaveActivity(ctx, act, strategy); err != nil {
-		t.Fatal(err)
-	}
-	tk := &lottery.Take{ID: ids.Next(), UserID: "u1", ActivityID: 1, StrategyID: 7}
-	if err := s.Take(ctx, tk, 2); err != nil {
-		t.Fatal(err)
-	}
-	o := &lottery.Order{ID: ids.Next(), Mode: lottery.ModeTotal, GrantType: lottery.GrantImmediate, Award: strategy.Details[0].Award, Seed: 1 << 63}
-	if err := s.Draw(ctx, tk, o); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	err := s.Take(ctx, &lottery.Take{ID: ids.Next(), UserID: "u1", ActivityID: 1}, 2)
-	if !errors.Is(err, lottery.ErrUnavailable) {
-		t.Fatalf("Take after Close: %v, want ErrUnavailable", err)
-	}
-
-	s = openMySQL(t, cfg)
+	first := true
+	s := testReopen(t, 4, func() reopenStore {
+		s := openMySQL(t, cfg)
+		if first {
+			first = false
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatalf("second Migrate: %v", err)
+			}
+		}
+		return s
+	})
 	defer s.Close()
-	if a, err := s.Activity(ctx, 1); err != nil || a.Name != "a" {
-		t.Fatalf("Activity after reopen = %+v, %v", a, err)
-	}
-	us, err := s.UserState(ctx, "u1", 1)
-	if err != nil || us.Left != 1 || us.Unused != nil {
-		t.Fatalf("UserState after reopen = %+v, %v", us, err)
-	}
-	os, err := s.UserOrders(ctx, "u1", 5)
-	if err != nil || len(os) != 1 || os[0] != *o {
-		t.Fatalf("UserOrders after reopen = %+v, %v; want %+v", os, err, *o)
-	}
-	if err := s.Take(ctx, &lottery.Take{ID: ids.Next(), UserID: "u1", ActivityID: 1}, 2); err != nil {
-		t.Fatalf("Take after reopen: %v", err)
-	}
-	a, err := s.Audit(ctx, 1)
-	if err != nil || a.Err() != nil || a.Takes != 2 || a.Orders != 1 {
-		t.Fatalf("Audit after reopen = %+v, %v, %v", a, err, a.Err())
-	}
 
 	// Another shape, or the shard databases swapped, is refused: users would
 	// be routed away from their data.
@@ -195,13 +155,7 @@ func TestMySQLSchema(t *testing.T) {
 	s := openMySQL(t, cfg)
 	defer s.Close()
 	names := orders.MySQLTestDatabases(t, cfg)
-	mc := orders.MySQLTestServer(t)
-	mc.DBName = ""
-	db, err := sql.Open("mysql", mc.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := orders.MySQLTestServerDB(t)
 	ctx := t.Context()
 	count := func(q string, args ...any) int {
 		t.Helper()
@@ -267,13 +221,7 @@ func TestMySQLReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mc := orders.MySQLTestServer(t)
-	mc.DBName = ""
-	db, err := sql.Open("mysql", mc.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := orders.MySQLTestServerDB(t)
 	names := orders.MySQLTestDatabases(t, cfg)
 	rows, err := db.QueryContext(ctx, `SELECT ID FROM information_schema.PROCESSLIST WHERE DB IN (?, ?, ?)`, names[0], names[1], names[2])
 	if err != nil {
@@ -374,21 +322,7 @@ func TestMySQLLockWaitRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	dbi, tb := s.Router().Route(user)
-	other, err := sql.Open("mysql", cfg.Shards[dbi])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	tx, err := other.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT left_count FROM `+orders.ShardTable(orders.TableTakeCount, tb)+
-		` WHERE user_id = ? AND activity_id = 1 FOR UPDATE`, user).Scan(&n); err != nil || n != 4 {
-		t.Fatalf("lock the count row: left %d, %v", n, err)
-	}
+	tx := orders.HoldCountRow(t, cfg.Shards[dbi], tb, user, 4)
 	before := s.WriteStats().Retries
 	done := make(chan error, 1)
 	go func() { done <- s.Take(ctx, &lottery.Take{ID: ids.Next(), UserID: user, ActivityID: 1}, 5) }()

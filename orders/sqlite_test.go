@@ -58,9 +58,35 @@ func TestSQLiteFiles(t *testing.T) {
 
 func TestSQLiteReopen(t *testing.T) {
 	dir := t.TempDir()
+	s := testReopen(t, 2, func() reopenStore { return openSQLite(t, dir) })
+	defer s.Close()
+
+	// Another router shape is refused: users would lose their data.
+	other, _ := orders.NewRouter(4, 4)
+	if s2, err := orders.OpenSQLite(dir, other); !errors.Is(err, lottery.ErrInvalid) {
+		if s2 != nil {
+			s2.Close()
+		}
+		t.Fatalf("OpenSQLite with another shape: %v, want ErrInvalid", err)
+	}
+}
+
+// reopenStore is what testReopen drives.
+type reopenStore interface {
+	orderstest.Store
+	orderstest.Auditor
+	Close() error
+}
+
+// testReopen saves an activity, takes and wins a draw in a store from open,
+// closes it twice (a take then fails with ErrUnavailable), and checks that
+// the store open returns next still holds all of it and takes again. It
+// returns that second store, for the caller to close.
+func testReopen(t *testing.T, node int64, open func() reopenStore) reopenStore {
+	t.Helper()
 	ctx := t.Context()
-	ids, _ := lottery.NewSnowflake(2)
-	s := openSQLite(t, dir)
+	ids, _ := lottery.NewSnowflake(node)
+	s := open()
 	strategy := &lottery.Strategy{ID: 7, Mode: lottery.ModeTotal, GrantType: lottery.GrantImmediate,
 		Details: []lottery.StrategyDetail{{Award: lottery.Award{ID: "A", Type: lottery.AwardCoupon, Name: "a"}, AwardCount: 5, Rate: 1}}}
 	act := &lottery.Activity{ID: 1, Name: "a", BeginAt: time.Unix(1000, 0).UTC(), EndAt: time.Unix(2000, 0).UTC(),
@@ -87,35 +113,31 @@ func TestSQLiteReopen(t *testing.T) {
 		t.Fatalf("Take after Close: %v, want ErrUnavailable", err)
 	}
 
-	s = openSQLite(t, dir)
-	defer s.Close()
+	s = open()
 	if a, err := s.Activity(ctx, 1); err != nil || a.Name != "a" {
+		s.Close()
 		t.Fatalf("Activity after reopen = %+v, %v", a, err)
 	}
 	us, err := s.UserState(ctx, "u1", 1)
 	if err != nil || us.Left != 1 || us.Unused != nil {
+		s.Close()
 		t.Fatalf("UserState after reopen = %+v, %v", us, err)
 	}
 	os, err := s.UserOrders(ctx, "u1", 5)
 	if err != nil || len(os) != 1 || os[0] != *o {
+		s.Close()
 		t.Fatalf("UserOrders after reopen = %+v, %v; want %+v", os, err, *o)
 	}
 	if err := s.Take(ctx, &lottery.Take{ID: ids.Next(), UserID: "u1", ActivityID: 1}, 2); err != nil {
+		s.Close()
 		t.Fatalf("Take after reopen: %v", err)
 	}
 	a, err := s.Audit(ctx, 1)
 	if err != nil || a.Err() != nil || a.Takes != 2 || a.Orders != 1 {
+		s.Close()
 		t.Fatalf("Audit after reopen = %+v, %v, %v", a, err, a.Err())
 	}
-
-	// Another router shape is refused: users would lose their data.
-	other, _ := orders.NewRouter(4, 4)
-	if s2, err := orders.OpenSQLite(dir, other); !errors.Is(err, lottery.ErrInvalid) {
-		if s2 != nil {
-			s2.Close()
-		}
-		t.Fatalf("OpenSQLite with another shape: %v, want ErrInvalid", err)
-	}
+	return s
 }
 
 func TestOpenSQLiteInvalid(t *testing.T) {

@@ -257,14 +257,21 @@ func (s *store) WriteStats() WriteStats {
 
 // ---- Orders ----
 
+// userStateSQL reads a user's count row in table tb and the unused take with
+// the lowest id; its arguments are the user and the activity.
 func userStateSQL(tb int) string {
-	take := ShardTable(TableTake, tb)
-	count := ShardTable(TableTakeCount, tb)
-	return `SELECT c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date
-		FROM ` + count + ` c LEFT JOIN ` + take + ` t ON t.take_id = (
-			SELECT MIN(take_id) FROM ` + take + `
-			WHERE activity_id = c.activity_id AND user_id = c.user_id AND state = 0)
+	return `SELECT c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` + userStateFrom(tb) + `
 		WHERE c.user_id = ? AND c.activity_id = ?`
+}
+
+// userStateFrom joins the count rows of table tb (c) with each one's unused
+// take of the lowest id (t), for userStateSQL and userStatesSQL.
+func userStateFrom(tb int) string {
+	take := ShardTable(TableTake, tb)
+	return `
+		FROM ` + ShardTable(TableTakeCount, tb) + ` c LEFT JOIN ` + take + ` t ON t.take_id = (
+			SELECT MIN(take_id) FROM ` + take + `
+			WHERE activity_id = c.activity_id AND user_id = c.user_id AND state = 0)`
 }
 
 // UserState returns the user's unused take with the lowest id, if any, and
@@ -301,8 +308,8 @@ func (s *store) UserState(ctx context.Context, userID string, activityID int64) 
 // UserState query of each table and activity involved, joined by UNION
 // ALL. On MySQL a statement costs the server a round trip, a parse and a
 // result far more than the rows it reads, so under load this takes most
-// of the read path's cost away; at low load a call is read alone, as
-// before, by the next free goroutine.
+// of the read path's cost away; at low load a call is read alone, by the
+// next free goroutine.
 //
 // Lifecycle: newStateReader starts the goroutines; stop closes quit and
 // waits for them. A call not yet taken gets errClosed; a caller whose
@@ -363,15 +370,7 @@ func (r *stateReader) loop() {
 		case <-r.quit:
 			return
 		}
-	fill:
-		for len(qs) < maxBatch {
-			select {
-			case q := <-r.reqs:
-				qs = append(qs, q)
-			default:
-				break fill
-			}
-		}
+		qs = fill(r.reqs, qs)
 		r.answer(qs)
 		for _, q := range qs {
 			close(q.done)
@@ -408,10 +407,7 @@ func (r *stateReader) answer(qs []*stateReq) {
 		args = append(args, g.activityID)
 		args = append(args, users[g]...)
 	}
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if r.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, r.timeout)
-	}
+	ctx, cancel := boundedContext(r.timeout)
 	defer cancel()
 	err := func() error {
 		rows, err := r.db.QueryContext(ctx, strings.Join(parts, "\nUNION ALL "), args...)
@@ -458,12 +454,8 @@ type stateKey struct {
 // each row led by the table, the user and the activity; its arguments are
 // the activity and the users.
 func userStatesSQL(tb, n int) string {
-	take := ShardTable(TableTake, tb)
-	count := ShardTable(TableTakeCount, tb)
-	return `SELECT ` + strconv.Itoa(tb) + `, c.user_id, c.activity_id, c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date
-		FROM ` + count + ` c LEFT JOIN ` + take + ` t ON t.take_id = (
-			SELECT MIN(take_id) FROM ` + take + `
-			WHERE activity_id = c.activity_id AND user_id = c.user_id AND state = 0)
+	return `SELECT ` + strconv.Itoa(tb) + `, c.user_id, c.activity_id, c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` +
+		userStateFrom(tb) + `
 		WHERE c.activity_id = ? AND c.user_id IN (` + marks(n) + `)`
 }
 
@@ -496,23 +488,31 @@ func userState(userID string, activityID int64, left int, takeID, strategyID, n,
 // (an upsert), so concurrent takes of one user, even from several processes,
 // serialise on the row's lock and never take more than takeCount.
 func (s *store) Take(ctx context.Context, t *lottery.Take, takeCount int) error {
+	db, tr, err := s.newTake("take", t, takeCount)
+	if err != nil {
+		return err
+	}
+	if err := s.shards[db].w.run(s.takeRequest(ctx, tr)); err != nil {
+		return fmt.Errorf("orders: take for %s in activity %d: %w", t.UserID, t.ActivityID, err)
+	}
+	t.TakeCount, t.State, t.AwardID, t.At = tr.nth, lottery.TakeUnused, "", fromMS(tr.atMS)
+	return nil
+}
+
+// newTake checks the new take t of Take or TakeDraw (op names the call in
+// the error) and returns the user's shard database and the take's request
+// arguments, at t.At or now.
+func (s *store) newTake(op string, t *lottery.Take, takeCount int) (db int, tr *takeReq, err error) {
 	if t == nil || t.ID <= 0 || t.UserID == "" || t.ActivityID <= 0 || takeCount < 1 {
-		return fmt.Errorf("orders: take: %w: need a take with id, user and activity, and takeCount >= 1", lottery.ErrInvalid)
+		return 0, nil, fmt.Errorf("orders: %s: %w: need a take with id, user and activity, and takeCount >= 1", op, lottery.ErrInvalid)
 	}
 	at := t.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	atMS := toMS(at)
 	db, tb := s.router.Route(t.UserID)
-	tr := &takeReq{tb: tb, takeID: t.ID, userID: t.UserID, activityID: t.ActivityID, strategyID: t.StrategyID,
-		takeCount: takeCount, atMS: atMS}
-	if err := s.shards[db].w.run(s.takeRequest(ctx, tr)); err != nil {
-		return fmt.Errorf("orders: take for %s in activity %d: %w", t.UserID, t.ActivityID, err)
-	}
-	nth := tr.nth
-	t.TakeCount, t.State, t.AwardID, t.At = nth, lottery.TakeUnused, "", fromMS(atMS)
-	return nil
+	return db, &takeReq{tb: tb, takeID: t.ID, userID: t.UserID, activityID: t.ActivityID, strategyID: t.StrategyID,
+		takeCount: takeCount, atMS: toMS(at)}, nil
 }
 
 // takeRequest is the write request of a take (with tr.draw, of a take
@@ -524,7 +524,7 @@ func (s *store) takeRequest(ctx context.Context, tr *takeReq) *request {
 			return s.d.mapErr(err)
 		}
 		tr.nth = nth
-		if _, err = b.exec(wInsertTake, tr.tb, tr.args(nth)...); err != nil || tr.draw == nil || tr.draw.order == nil {
+		if _, err = b.exec(wInsertTake, tr.tb, tr.args()...); err != nil || tr.draw == nil || tr.draw.order == nil {
 			return s.d.mapErr(err)
 		}
 		_, err = b.exec(wInsertOrder, tr.tb, tr.draw.order...)
@@ -586,10 +586,11 @@ func orderOf(t *lottery.Take, o *lottery.Order) (lottery.Order, []any, error) {
 	if ord.ID <= 0 || ord.UserID != t.UserID || ord.TakeID != t.ID || ord.Award.ID == "" {
 		return ord, nil, fmt.Errorf("orders: draw of take %d: %w: the order needs an id and an award, and the take's user and id", t.ID, lottery.ErrInvalid)
 	}
-	ord.MQState, ord.GrantState, ord.At = lottery.MQInit, lottery.GrantPending, fromMS(toMS(ord.At))
+	atMS := toMS(ord.At)
+	ord.MQState, ord.GrantState, ord.At = lottery.MQInit, lottery.GrantPending, fromMS(atMS)
 	args := []any{ord.ID, ord.UserID, ord.ActivityID, ord.StrategyID, ord.Mode, ord.GrantType,
 		toMS(ord.GrantDate), ord.GrantState, ord.Award.ID, ord.Award.Type, ord.Award.Name, ord.Award.Content,
-		ord.TakeID, ord.Module, int64(ord.Seed), toMS(ord.At), toMS(time.Now())}
+		ord.TakeID, ord.Module, int64(ord.Seed), atMS, toMS(time.Now())}
 	return ord, args, nil
 }
 
@@ -604,26 +605,19 @@ func orderOf(t *lottery.Take, o *lottery.Order) (lottery.Order, []any, error) {
 // At) and o the stored order. A repeated take or order id is ErrConflict,
 // and any failure writes nothing.
 func (s *store) TakeDraw(ctx context.Context, t *lottery.Take, takeCount int, o *lottery.Order) error {
-	if t == nil || t.ID <= 0 || t.UserID == "" || t.ActivityID <= 0 || takeCount < 1 {
-		return fmt.Errorf("orders: take and draw: %w: need a take with id, user and activity, and takeCount >= 1", lottery.ErrInvalid)
+	db, tr, err := s.newTake("take and draw", t, takeCount)
+	if err != nil {
+		return err
 	}
-	at := t.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	atMS := toMS(at)
 	ord, args, err := orderOf(t, o)
 	if err != nil {
 		return err
 	}
-	db, tb := s.router.Route(t.UserID)
-	tr := &takeReq{tb: tb, takeID: t.ID, userID: t.UserID, activityID: t.ActivityID, strategyID: t.StrategyID,
-		takeCount: takeCount, atMS: atMS,
-		draw: &drawReq{tb: tb, takeID: t.ID, userID: t.UserID, awardID: ord.Award.ID, order: args}}
+	tr.draw = &drawReq{tb: tr.tb, takeID: t.ID, userID: t.UserID, awardID: ord.Award.ID, order: args}
 	if err := s.shards[db].w.run(s.takeRequest(ctx, tr)); err != nil {
 		return fmt.Errorf("orders: take and draw for %s in activity %d: %w", t.UserID, t.ActivityID, err)
 	}
-	t.TakeCount, t.State, t.AwardID, t.At = tr.nth, lottery.TakeUsed, ord.Award.ID, fromMS(atMS)
+	t.TakeCount, t.State, t.AwardID, t.At = tr.nth, lottery.TakeUsed, ord.Award.ID, fromMS(tr.atMS)
 	if o != nil {
 		*o = ord
 	}
@@ -721,9 +715,9 @@ func execRequest(ctx context.Context, stmts []sqlText) *request {
 // setMQSQL updates n orders of table tb by order id. Order ids are unique;
 // the user ids only keep a wrong ref from touching another user's order.
 func setMQSQL(tb, n int) string {
-	marks := strings.Repeat("?, ", n-1) + "?"
+	ms := marks(n)
 	return `UPDATE ` + ShardTable(TableExport, tb) + ` SET mq_state = ?, update_time = ?
-		WHERE order_id IN (` + marks + `) AND user_id IN (` + marks + `)`
+		WHERE order_id IN (` + ms + `) AND user_id IN (` + ms + `)`
 }
 
 func setMQArgs(state lottery.MQState, now int64, refs []lottery.OrderRef) []any {
