@@ -90,6 +90,12 @@ func (s *Server) handleDraw(ctx *fasthttp.RequestCtx) {
 		s.metrics.draw(outcomeInvalid, start)
 		return
 	}
+	s.draw(ctx, userID, activityID, start)
+}
+
+// draw runs a validated draw, answers it and counts it in the metrics; the
+// tail of both draw endpoints.
+func (s *Server) draw(ctx *fasthttp.RequestCtx, userID string, activityID int64, start time.Time) {
 	res, err := s.svc.Draw(s.ctx, userID, activityID)
 	if err != nil {
 		s.fail(ctx, err)

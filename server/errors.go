@@ -61,14 +61,15 @@ func statusOf(err error) (int, apiError) {
 	return http.StatusInternalServerError, apiError{Code: codeInternal, Message: err.Error()}
 }
 
-// bareSentinelBodies holds the encoded answers of the sentinels the domain
-// returns unwrapped on its no-I/O paths (a sold-out activity), so the
-// busiest answer of a flash sale costs no encoding. Built once, never written.
+// encodedError is an error answer encoded once: its status and JSON body.
 type encodedError struct {
 	status int
 	body   []byte
 }
 
+// bareSentinelBodies holds the encoded answers of the sentinels the domain
+// returns unwrapped on its no-I/O paths (a sold-out activity), so the
+// busiest answer of a flash sale costs no encoding. Built once, never written.
 var bareSentinelBodies = func() map[error]encodedError {
 	m := make(map[error]encodedError)
 	for _, err := range []error{lottery.ErrSoldOut, lottery.ErrNotActive, lottery.ErrLimitReached} {

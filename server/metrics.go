@@ -41,43 +41,47 @@ func newMetrics(s *Server) *metrics {
 	})
 	m.stockFn = func(ctx context.Context) ([]lottery.ActivityView, error) { return s.svc.Activities(ctx, 0, 1000) }
 	m.stockDsc = prometheus.NewDesc("lottery_stock_left", "Activity stock left (live, from the stock port), first 1000 activities.", []string{"activity"}, nil)
-	counter := func(name, help string, f func() uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
-	}
 	m.reg.MustRegister(drawVec, m.latency, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		gauge("lottery_outbox_backlog", "Invoices queued in the relay, not yet published.", func() float64 { return float64(s.relay.Stats().Queued) }),
-		counter("lottery_outbox_enqueued_total", "Invoices handed to the relay after their order committed.", func() uint64 { return s.relay.Stats().Enqueued }),
-		counter("lottery_outbox_sent_total", "Invoices acknowledged by the broker (relay and compensation).", func() uint64 { return s.relay.Stats().Sent }),
-		counter("lottery_outbox_failed_total", "Invoice publications that failed (left mq_state 2 for the scan).", func() uint64 { return s.relay.Stats().Failed }),
-		counter("lottery_outbox_dropped_total", "Invoices not queued because the relay queue was full (left to the scan).", func() uint64 { return s.relay.Stats().Dropped }),
-		counter("lottery_outbox_compensated_total", "Invoices re-sent by the compensation scan.", func() uint64 { return s.relay.Stats().Compensated }),
-		counter("lottery_invoices_delivered_total", "Prizes granted by the distributor (grant_state 0 -> 1).", func() uint64 { return s.delivered() }),
-		counter("lottery_invoices_duplicate_total", "Invoice deliveries that found the prize already granted.", func() uint64 { return s.duplicates() }),
-		counter("lottery_orders_commits_total", "Group-commit transactions of the orders store.", func() uint64 { return s.store.WriteStats().Commits }),
-		counter("lottery_orders_writes_total", "Write requests carried by the group commits (writes/commits is the batch size).", func() uint64 { return s.store.WriteStats().Writes }),
-		counter("lottery_analytics_recorded_total", "Draw events handed to the analytics sink.", func() uint64 { return s.sink.Stats().Recorded }),
-		counter("lottery_analytics_flushed_total", "Draw events written to the analytics store.", func() uint64 { return s.sink.Stats().Flushed }),
-		gauge("lottery_analytics_buffered", "Draw events waiting in the analytics buffer (bounded by analytics.capacity).", func() float64 { return float64(s.sink.Stats().Buffered) }),
-		counter("lottery_analytics_dropped_total", "Draw events dropped because the analytics buffer was full.", func() uint64 { return s.sink.Stats().Dropped }),
-		gauge("lottery_module_generation", "The module store generation this edge has applied.", func() float64 { return float64(s.modules.Stats().Generation) }),
-		gauge("lottery_module_sync_ok", "1 when this edge serves every module's active version in the store and the store answers, else 0 (see /readyz).", func() float64 {
+		gaugeFunc("lottery_outbox_backlog", "Invoices queued in the relay, not yet published.", func() float64 { return float64(s.relay.Stats().Queued) }),
+		counterFunc("lottery_outbox_enqueued_total", "Invoices handed to the relay after their order committed.", func() uint64 { return s.relay.Stats().Enqueued }),
+		counterFunc("lottery_outbox_sent_total", "Invoices acknowledged by the broker (relay and compensation).", func() uint64 { return s.relay.Stats().Sent }),
+		counterFunc("lottery_outbox_failed_total", "Invoice publications that failed (left mq_state 2 for the scan).", func() uint64 { return s.relay.Stats().Failed }),
+		counterFunc("lottery_outbox_dropped_total", "Invoices not queued because the relay queue was full (left to the scan).", func() uint64 { return s.relay.Stats().Dropped }),
+		counterFunc("lottery_outbox_compensated_total", "Invoices re-sent by the compensation scan.", func() uint64 { return s.relay.Stats().Compensated }),
+		counterFunc("lottery_invoices_delivered_total", "Prizes granted by the distributor (grant_state 0 -> 1).", func() uint64 { return s.dist.Stats().Granted }),
+		counterFunc("lottery_invoices_duplicate_total", "Invoice deliveries that found the prize already granted.", func() uint64 { return s.dist.Stats().Duplicates }),
+		counterFunc("lottery_orders_commits_total", "Group-commit transactions of the orders store.", func() uint64 { return s.store.WriteStats().Commits }),
+		counterFunc("lottery_orders_writes_total", "Write requests carried by the group commits (writes/commits is the batch size).", func() uint64 { return s.store.WriteStats().Writes }),
+		counterFunc("lottery_analytics_recorded_total", "Draw events handed to the analytics sink.", func() uint64 { return s.sink.Stats().Recorded }),
+		counterFunc("lottery_analytics_flushed_total", "Draw events written to the analytics store.", func() uint64 { return s.sink.Stats().Flushed }),
+		gaugeFunc("lottery_analytics_buffered", "Draw events waiting in the analytics buffer (bounded by analytics.capacity).", func() float64 { return float64(s.sink.Stats().Buffered) }),
+		counterFunc("lottery_analytics_dropped_total", "Draw events dropped because the analytics buffer was full.", func() uint64 { return s.sink.Stats().Dropped }),
+		gaugeFunc("lottery_module_generation", "The module store generation this edge has applied.", func() float64 { return float64(s.modules.Stats().Generation) }),
+		gaugeFunc("lottery_module_sync_ok", "1 when this edge serves every module's active version in the store and the store answers, else 0 (see /readyz).", func() float64 {
 			if st := s.modules.Stats(); st.Failing == 0 && st.StoreErr == nil {
 				return 1
 			}
 			return 0
 		}),
-		gauge("lottery_module_failing", "Modules whose active version in the store did not load on this edge (the previous version serves).", func() float64 { return float64(s.modules.Stats().Failing) }),
-		counter("lottery_module_load_failures_total", "Attempts to load a module version from the store that failed (retries count).", func() uint64 { return s.modules.Stats().LoadFailures }),
-		counter("lottery_module_store_errors_total", "Polls of the module store that failed.", func() uint64 { return s.modules.Stats().StoreErrors }),
-		counter("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
+		gaugeFunc("lottery_module_failing", "Modules whose active version in the store did not load on this edge (the previous version serves).", func() float64 { return float64(s.modules.Stats().Failing) }),
+		counterFunc("lottery_module_load_failures_total", "Attempts to load a module version from the store that failed (retries count).", func() uint64 { return s.modules.Stats().LoadFailures }),
+		counterFunc("lottery_module_store_errors_total", "Polls of the module store that failed.", func() uint64 { return s.modules.Stats().StoreErrors }),
+		counterFunc("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
 	)
 	m.reg.MustRegister(stockCollectors(s.stock)...) // stock_metrics.go
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return m
+}
+
+// counterFunc is a counter read from f at each scrape.
+func counterFunc(name, help string, f func() uint64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+}
+
+// gaugeFunc is a gauge read from f at each scrape.
+func gaugeFunc(name, help string, f func() float64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 }
 
 // Describe implements prometheus.Collector for the stock gauge.

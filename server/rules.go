@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -31,12 +30,13 @@ func (s *Server) handleTree(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fmt.Errorf("%w: rule tree %q: %v", lottery.ErrInvalid, t.ID, err))
 		return
 	}
-	if engine, err := treeEngine(ctx); err != nil || engine == engineNative {
-		if err != nil {
-			s.fail(ctx, err)
-		} else {
-			s.registerNativeTree(ctx, t) // native_rules.go
-		}
+	engine, err := treeEngine(ctx)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if engine == engineNative {
+		s.registerNativeTree(ctx, t) // native_rules.go
 		return
 	}
 	bin, err := rules.Compile(t)
@@ -60,8 +60,6 @@ type ruleDrawRequest struct {
 	TreeID     string                     `json:"treeId"`
 	Attributes map[string]json.RawMessage `json:"attributes"`
 }
-
-var errNoMatch = errors.New("no activity matches")
 
 // ParseAttributes turns {"userAge": 23, "userTags": ["a","b"], ...} into
 // ABI attributes, checking each key's type.
@@ -125,7 +123,7 @@ func (s *Server) handleRuleDraw(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	in := abi.RuleInput{TimeMs: start.UnixMilli(), Attrs: attrs}
-	if _, err := in.MarshalBinary(); err != nil { // the ABI's own bounds and canonical form
+	if err := in.Validate(); err != nil { // the ABI's own bounds, checked without encoding: the module call encodes
 		s.fail(ctx, fmt.Errorf("%w: attributes: %v", lottery.ErrInvalid, err))
 		return
 	}
@@ -135,15 +133,8 @@ func (s *Server) handleRuleDraw(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if !matched {
-		s.writeJSON(ctx, http.StatusConflict, apiError{Outcome: "no_match", Code: "no_match", Message: fmt.Sprintf("rule tree %q: %v for these attributes", req.TreeID, errNoMatch)})
+		s.writeJSON(ctx, http.StatusConflict, apiError{Outcome: "no_match", Code: "no_match", Message: fmt.Sprintf("rule tree %q: no activity matches for these attributes", req.TreeID)})
 		return
 	}
-	res, err := s.svc.Draw(s.ctx, *req.UserID, activityID)
-	if err != nil {
-		s.fail(ctx, err)
-		s.metrics.draw(lottery.OutcomeOf(err), start)
-		return
-	}
-	s.writeDraw(ctx, res)
-	s.metrics.draw(res.Outcome, start)
+	s.draw(ctx, *req.UserID, activityID, start)
 }

@@ -359,10 +359,6 @@ func (s *Server) every(ctx context.Context, period time.Duration, fn func()) {
 	}
 }
 
-func (s *Server) delivered() uint64 { return s.dist.Stats().Granted }
-
-func (s *Server) duplicates() uint64 { return s.dist.Stats().Duplicates }
-
 // transportError answers requests fasthttp refused before the handler (a
 // body over MaxBodyBytes, a malformed request) with the JSON error shape.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {

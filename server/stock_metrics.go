@@ -17,7 +17,7 @@ func stockCollectors(st stockStore) []prometheus.Collector {
 		return nil
 	}
 	counter := func(name, help string, f func(stock.RedisStats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(r.Stats())) })
+		return counterFunc(name, help, func() uint64 { return f(r.Stats()) })
 	}
 	return []prometheus.Collector{
 		counter("lottery_stock_redis_reservations_total", "Reservations Redis answered (a unit, sold out or not found).",

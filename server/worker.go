@@ -58,9 +58,9 @@ func (w *Worker) Run(ctx context.Context, metricsAddr string) error {
 	if metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lottery_invoices_delivered_total", Help: "Prizes granted (grant_state 0 -> 1)."}, func() float64 { return float64(w.dist.Stats().Granted) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lottery_invoices_duplicate_total", Help: "Deliveries that found the prize already granted."}, func() float64 { return float64(w.dist.Stats().Duplicates) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lottery_invoices_retries_total", Help: "Deliveries retried after a failure."}, func() float64 { return float64(w.consumer.Stats().Retries) }),
+			counterFunc("lottery_invoices_delivered_total", "Prizes granted (grant_state 0 -> 1).", func() uint64 { return w.dist.Stats().Granted }),
+			counterFunc("lottery_invoices_duplicate_total", "Deliveries that found the prize already granted.", func() uint64 { return w.dist.Stats().Duplicates }),
+			counterFunc("lottery_invoices_retries_total", "Deliveries retried after a failure.", func() uint64 { return w.consumer.Stats().Retries }),
 		)
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {

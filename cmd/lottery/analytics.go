@@ -9,11 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/flashlottery/lottery/configs"
 )
 
 // analyticsCmd asks a running edge's analytics endpoint and prints the
@@ -24,10 +25,8 @@ func analyticsCmd(ctx context.Context, args []string) error {
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("analytics "+name, flag.ContinueOnError)
-	base := fs.String("url", "http://127.0.0.1:8080", "edge base URL")
-	token := fs.String("token", "", "admin token (default: $LOTTERY_ADMIN_TOKEN or DATA/admin.token)")
-	data := fs.String("data", "data", "the edge's data directory, to find admin.token")
-	activity := fs.Int64("activity", 100001, "activity id")
+	admin := addAdminFlags(fs)
+	activity := fs.Int64("activity", configs.DemoActivityID, "activity id")
 	from := fs.String("from", "", "window start: RFC 3339 or unix seconds (default: an hour ago)")
 	to := fs.String("to", "", "window end (default: now)")
 	step := fs.String("step", "", "timeline step, e.g. 10s (default: the window over 600 points)")
@@ -35,26 +34,17 @@ func analyticsCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	tok := *token
-	if tok == "" {
-		tok = os.Getenv("LOTTERY_ADMIN_TOKEN")
-	}
-	if tok == "" {
-		if b, err := os.ReadFile(filepath.Join(*data, "admin.token")); err == nil {
-			tok = strings.TrimSpace(string(b))
-		}
-	}
 	q := url.Values{"activityId": {fmt.Sprint(*activity)}}
 	for k, v := range map[string]string{"from": *from, "to": *to, "step": *step} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*base, "/")+"/api/v1/analytics/"+name+"?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*admin.url, "/")+"/api/v1/analytics/"+name+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "Bearer "+admin.adminToken())
 	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -418,9 +418,7 @@ func TestClusterKillDrill(t *testing.T) {
 
 	t0 := time.Now()
 	load := startDrawLoad(urls, id, 60, "k1-", 0)
-	if !waitFor(30*time.Second, func() bool { return load.accepted.Load() >= 200 }) {
-		t.Fatalf("no load: %d draws accepted in 30s", load.accepted.Load())
-	}
+	load.waitAccepted(t, 200)
 	victim := edges[1]
 	if err := victim.cmd.Process.Kill(); err != nil {
 		t.Fatalf("kill -9: %v", err)
@@ -476,19 +474,7 @@ func TestClusterKillDrill(t *testing.T) {
 	if rep.Accepted < acc || rep.Accepted > acc+20 {
 		t.Errorf("%d takes stored, clients saw %d accepted draws (at most 20 in flight on the killed edge)", rep.Accepted, acc)
 	}
-	stored, err := probe.orders(t.Context(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost := 0
-	for _, o := range wins {
-		if _, ok := stored[o]; !ok {
-			lost++
-		}
-	}
-	if lost > 0 {
-		t.Errorf("%d of the %d orders clients saw are not in the store", lost, len(wins))
-	}
+	stored := probe.ordersWithWins(t, t.Context(), id, wins)
 	var delivered float64
 	for i, e := range edges {
 		delivered += metric(t, e.url, "lottery_invoices_delivered_total")
@@ -523,9 +509,7 @@ func TestBrokerDownDrill(t *testing.T) {
 
 	t0 := time.Now()
 	load := startDrawLoad([]string{e.url}, id, 16, "bk-", 0)
-	if !waitFor(30*time.Second, func() bool { return load.accepted.Load() >= 300 }) {
-		t.Fatalf("no load: %d draws accepted in 30s", load.accepted.Load())
-	}
+	load.waitAccepted(t, 300)
 	b.broker.stop(t, syscall.SIGTERM, 30*time.Second)
 	down := time.Now()
 	t.Logf("broker stopped (SIGTERM) after %s of load, %d draws accepted", down.Sub(t0).Round(time.Millisecond), load.accepted.Load())
@@ -677,9 +661,7 @@ func TestRedisDownDrill(t *testing.T) {
 
 	t0 := time.Now()
 	load := startDrawLoad([]string{e.url}, id, 8, "rd-", 0)
-	if !waitFor(30*time.Second, func() bool { return load.accepted.Load() >= 300 }) {
-		t.Fatalf("no load: %d draws accepted in 30s", load.accepted.Load())
-	}
+	load.waitAccepted(t, 300)
 	b.redis.p.kill()
 	down := time.Now()
 	t.Logf("redis killed (SIGKILL) after %s of load, %d draws accepted", down.Sub(t0).Round(time.Millisecond), load.accepted.Load())
@@ -848,9 +830,7 @@ func TestMariaDBDownDrill(t *testing.T) {
 
 	t0 := time.Now()
 	load := startDrawLoad([]string{e.url}, id, 8, "md-", 0)
-	if !waitFor(30*time.Second, func() bool { return load.accepted.Load() >= 300 }) {
-		t.Fatalf("no load: %d draws accepted in 30s", load.accepted.Load())
-	}
+	load.waitAccepted(t, 300)
 	b.db.p.kill()
 	down := time.Now()
 	t.Logf("mariadb killed (SIGKILL) after %s of load, %d draws accepted", down.Sub(t0).Round(time.Millisecond), load.accepted.Load())
@@ -931,19 +911,7 @@ func TestMariaDBDownDrill(t *testing.T) {
 	if rep.Accepted > faultStock || rep.Accepted < acc || rep.Accepted > acc+8 {
 		t.Errorf("%d takes stored for stock %d, clients saw %d accepted draws", rep.Accepted, faultStock, acc)
 	}
-	stored, err := probe.orders(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost := 0
-	for _, o := range wins {
-		if _, ok := stored[o]; !ok {
-			lost++
-		}
-	}
-	if lost > 0 {
-		t.Errorf("%d of the %d orders clients saw are not in the store", lost, len(wins))
-	}
+	probe.ordersWithWins(t, ctx, id, wins)
 	t.Logf("takes %d of stock %d (clients saw %d accepted, %d failed in flight at the kill), prizes %d (clients saw %d wins), total %s",
 		rep.Accepted, faultStock, acc, inFlight, rep.Prizes, len(wins), time.Since(t0).Round(time.Millisecond))
 }

@@ -723,6 +723,26 @@ func (p *dbProbe) orders(ctx context.Context, id int64) (map[string]orderRow, er
 	return out, nil
 }
 
+// ordersWithWins reads the activity's orders and fails the test for each
+// win a client saw (by order id) that is not among them.
+func (p *dbProbe) ordersWithWins(t *testing.T, ctx context.Context, id int64, wins []string) map[string]orderRow {
+	t.Helper()
+	stored, err := p.orders(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, o := range wins {
+		if _, ok := stored[o]; !ok {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of the %d orders clients saw are not in the store", lost, len(wins))
+	}
+	return stored
+}
+
 // drawRec is one draw as a drill client saw it.
 type drawRec struct {
 	start   time.Time
@@ -813,6 +833,15 @@ func (l *drawLoad) stop() []drawRec {
 }
 
 // count returns how many answers had the status so far.
+// waitAccepted waits up to 30s for the load to have n draws accepted and
+// stops the test if it has not.
+func (l *drawLoad) waitAccepted(t *testing.T, n int64) {
+	t.Helper()
+	if !waitFor(30*time.Second, func() bool { return l.accepted.Load() >= n }) {
+		t.Fatalf("no load: %d draws accepted in 30s", l.accepted.Load())
+	}
+}
+
 func (l *drawLoad) count(status int) int64 {
 	if v, ok := l.status.Load(status); ok {
 		return v.(*atomic.Int64).Load()

@@ -32,22 +32,28 @@ func addAdminFlags(fs *flag.FlagSet) adminFlags {
 	}
 }
 
+// adminToken returns --token, else $LOTTERY_ADMIN_TOKEN, else the
+// contents of DATA/admin.token, else "".
+func (a adminFlags) adminToken() string {
+	if *a.token != "" {
+		return *a.token
+	}
+	if tok := os.Getenv("LOTTERY_ADMIN_TOKEN"); tok != "" {
+		return tok
+	}
+	if b, err := os.ReadFile(filepath.Join(*a.data, "admin.token")); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
+}
+
 // call sends an admin request and prints the JSON answer indented.
 func (a adminFlags) call(ctx context.Context, method, path string, body []byte) error {
-	tok := *a.token
-	if tok == "" {
-		tok = os.Getenv("LOTTERY_ADMIN_TOKEN")
-	}
-	if tok == "" {
-		if b, err := os.ReadFile(filepath.Join(*a.data, "admin.token")); err == nil {
-			tok = strings.TrimSpace(string(b))
-		}
-	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(*a.url, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "Bearer "+a.adminToken())
 	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	if err != nil {
 		return err
