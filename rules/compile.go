@@ -15,10 +15,11 @@ import (
 const InputAddr = 0
 
 // Memory layout after the input buffer: the decoded attributes the node
-// functions read (the presence bits of the keys as an i32, an i64 per integer key,
-// an i32 per string key: the index of its value among the tree's
-// constants, and the userTags bit sets: an i64 per 64 tag constants), then
-// the string table (see strtable.go) and the constants' bytes.
+// functions read (the presence bits of the keys as an i32, an i64 per
+// integer key, an i32 per string key: the index of its value among the
+// tree's constants, and the userTags bit sets: an i64 per 64 tag
+// constants), then the string table (see strtable.go) and the constants'
+// bytes.
 const (
 	seenAddr  = InputAddr + abi.MaxInputSize
 	intAddr   = seenAddr + 8 // + 8*key
@@ -43,11 +44,12 @@ const (
 // Compile validates t and translates it into a rule module implementing
 // ABI v1 (sdk/README.md): it exports memory (of a fixed size: one page,
 // more for thousands of string constants), lottery_abi_version, input_ptr,
-// input_cap and decide(ptr, len) -> i64. decide checks the input exactly as abi.RuleInput.UnmarshalBinary does
-// (returning abi.CodeVersion or abi.CodeBadInput where it fails), then
-// returns what Evaluate answers for the decoded attributes: the leaf's
-// activity id, or 0 for no match. The module imports nothing, and the same
-// tree always compiles to the same bytes.
+// input_cap and decide(ptr, len) -> i64. decide checks the input exactly as
+// abi.RuleInput.UnmarshalBinary does (returning abi.CodeVersion or
+// abi.CodeBadInput where it fails), then returns what Evaluate answers for
+// the decoded attributes: the leaf's activity id, or 0 for no match. The
+// module imports nothing, and the same tree always compiles to the same
+// bytes.
 func Compile(t *Tree) ([]byte, error) {
 	p, err := t.check()
 	if err != nil {
@@ -81,11 +83,13 @@ type gen struct {
 	tagWords int           // i64 bit sets over the tag constants
 	lookup   *wasmgen.Func // the string table lookup, if there are constants
 
-	funcs map[int]*wasmgen.Func // branch node -> its function
+	branches []int                 // the reachable branch nodes, in order()
+	funcs    map[int]*wasmgen.Func // branch node -> its function
 }
 
 func (p *plan) compile() ([]byte, error) {
 	g := &gen{p: p}
+	g.branches = g.order()
 	g.collect()
 	table := g.table()
 	var m wasmgen.Module
@@ -122,7 +126,7 @@ func (p *plan) compile() ([]byte, error) {
 // collect finds the keys the tree tests and their string constants, in
 // order of first use.
 func (g *gen) collect() {
-	for _, i := range g.order() {
+	for _, i := range g.branches {
 		n := &g.p.nodes[i]
 		if g.constIdx[n.key] == nil {
 			g.constIdx[n.key] = make(map[string]int) // marks the key used
@@ -467,17 +471,16 @@ func (g *gen) clearTags() {
 // nanoseconds per level.
 func (g *gen) walk(m *wasmgen.Module) {
 	decide := g.f
-	order := g.order()
-	if len(order) == 0 { // the root is a leaf
+	if len(g.branches) == 0 { // the root is a leaf
 		decide.I64Const(g.p.nodes[g.p.root].value)
 		return
 	}
-	g.funcs = make(map[int]*wasmgen.Func, len(order))
-	for _, i := range order {
+	g.funcs = make(map[int]*wasmgen.Func, len(g.branches))
+	for _, i := range g.branches {
 		g.funcs[i] = m.Func("node "+strconv.Itoa(i), wasmgen.FuncType{Results: []wasmgen.ValType{wasmgen.I64}})
 	}
 	decide.CallFunc(g.funcs[g.p.root])
-	for _, i := range order {
+	for _, i := range g.branches {
 		g.f = g.funcs[i]
 		g.branch(&g.p.nodes[i])
 	}

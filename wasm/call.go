@@ -62,7 +62,7 @@ func (h *Host) Draw(ctx context.Context, req lottery.DrawRequest) (lottery.DrawR
 		return none, callError(abi.KindDraw, m.name, v, err)
 	}
 	v.release(inst)
-	idx, err := abi.DrawResult(int32(uint32(r)), len(s.Details))
+	idx, err := abi.DrawResult(int32(r), len(s.Details))
 	if err != nil {
 		return none, callError(abi.KindDraw, m.name, v, err)
 	}
@@ -128,27 +128,33 @@ func callError(kind abi.Kind, name string, v *version, err error) error {
 // calls draw. An input the ABI rejects is a lottery.ErrInvalid error and
 // leaves the instance usable; any other error means it must be discarded.
 func (h *Host) drawOn(inst *instance) (uint64, error) {
-	buf, _ := inst.mem.Read(inst.ptr, inst.cap)
-	b, err := inst.draw.AppendBinary(buf[:0:len(buf)])
+	b, err := inst.draw.AppendBinary(inst.input())
 	if err != nil {
 		return 0, fmt.Errorf("wasm: draw input: %w: %w", err, lottery.ErrInvalid)
 	}
-	inst.stack[0], inst.stack[1] = uint64(inst.ptr), uint64(len(b))
-	if err := inst.call(inst.entry, h.cfg.Fuel); err != nil {
-		return 0, err
-	}
-	return inst.stack[0], nil
+	return inst.callEntry(len(b), h.cfg.Fuel)
 }
 
 // decideOn is drawOn for rule modules.
 func (h *Host) decideOn(inst *instance, in *abi.RuleInput) (uint64, error) {
-	buf, _ := inst.mem.Read(inst.ptr, inst.cap)
-	b, err := in.AppendBinary(buf[:0:len(buf)])
+	b, err := in.AppendBinary(inst.input())
 	if err != nil {
 		return 0, fmt.Errorf("wasm: rule input: %w: %w", err, lottery.ErrInvalid)
 	}
-	inst.stack[0], inst.stack[1] = uint64(inst.ptr), uint64(len(b))
-	if err := inst.call(inst.entry, h.cfg.Fuel); err != nil {
+	return inst.callEntry(len(b), h.cfg.Fuel)
+}
+
+// input returns the instance's input buffer, empty, with its capacity.
+func (inst *instance) input() []byte {
+	buf, _ := inst.mem.Read(inst.ptr, inst.cap)
+	return buf[:0:len(buf)]
+}
+
+// callEntry calls the entry point on the n input bytes at the start of the
+// input buffer and returns its result.
+func (inst *instance) callEntry(n int, budget int64) (uint64, error) {
+	inst.stack[0], inst.stack[1] = uint64(inst.ptr), uint64(n)
+	if err := inst.call(inst.entry, budget); err != nil {
 		return 0, err
 	}
 	return inst.stack[0], nil

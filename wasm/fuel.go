@@ -83,15 +83,16 @@ var errCode = errors.New("malformed or unsupported code")
 
 // instrument adds fuel metering to m in place: a mutable i64 global,
 // exported as FuelExport and initialised to initFuel (the budget of the start
-// function and _initialize), that every function entry and every loop head
-// decrements by the static cost of the code it guards, trapping (unreachable)
-// when it drops below zero. Bulk memory and table operations and
-// memory.grow are charged by their length operand at run time. The checks
-// compare the fuel with a second global, exported as StopExport, rather than
-// with zero: the watchdog stops a call by raising it, and as the guest never
-// writes it, so the watchdog's store into it cannot be lost to
-// the guest's own read-modify-write of the fuel. Function and global indices
-// do not change: the globals are appended after the others.
+// function and _initialize), that every metered function entry and every
+// loop head decrements by the static cost of the code it guards, trapping
+// (unreachable) when it drops below the stop floor. Leaf functions carry no
+// check: each direct call charges their cost to the caller. Bulk memory and
+// table operations and memory.grow are charged by their length operand at
+// run time. The floor is a second global, exported as StopExport, rather
+// than zero: the watchdog stops a call by raising it, and as the guest never
+// writes it, the watchdog's store into it cannot be lost to the guest's own
+// read-modify-write of the fuel. Function and global indices do not change:
+// the globals are appended after the others.
 func instrument(m *wabin.Module, initFuel int64) error {
 	nfuncs := m.ImportFuncCount()
 	fuel := m.ImportGlobalCount() + uint32(len(m.GlobalSection))
@@ -119,7 +120,7 @@ func instrument(m *wabin.Module, initFuel int64) error {
 			return fmt.Errorf("function %d has type %d of %d", nfuncs+uint32(i), ti, len(m.TypeSection))
 		}
 		nlocals := uint64(len(m.TypeSection[ti].Params)) + uint64(len(code.LocalTypes))
-		if nlocals+2 > 50_000 {
+		if nlocals+2 > maxLocals { // the two scratch locals included
 			return fmt.Errorf("function %d has %d locals", nfuncs+uint32(i), nlocals)
 		}
 		mt.scratch64, mt.scratch32 = uint32(nlocals), uint32(nlocals)+1
@@ -294,7 +295,7 @@ func (mt *meter) rewrite(body []byte) ([]byte, []wabin.ValueType, error) {
 	return out, locals, nil
 }
 
-// charge emits: fuel -= cost; if fuel < 0 { unreachable }.
+// charge emits: fuel -= cost; if fuel < stop { unreachable }.
 func (mt *meter) charge(out []byte, cost int64) []byte {
 	out = append(out, opGlobalGet)
 	out = appendULEB(out, uint64(mt.fuel))
@@ -305,7 +306,7 @@ func (mt *meter) charge(out []byte, cost int64) []byte {
 }
 
 // chargeDynamic emits, with an i32 length n on the stack (left there):
-// fuel -= n << shift (or >> -shift); if fuel < 0 { unreachable }.
+// fuel -= n << shift (or >> -shift); if fuel < stop { unreachable }.
 func (mt *meter) chargeDynamic(out []byte, shift int8) []byte {
 	out = append(out, opLocalTee)
 	out = appendULEB(out, uint64(mt.scratch32))
@@ -364,7 +365,7 @@ func instrLen(b []byte, p int) (int, error) {
 	switch {
 	case op == opBlock || op == opLoop || op == opIf:
 		var n int
-		_, n, err = sleb(b, q, 33)
+		n, err = slebLen(b, q, 33)
 		q += n
 	case op == opBr || op == opBrIf || op == opCall || (op >= opLocalGet && op <= 0x26) || op == opRefFunc:
 		skipU(1)
@@ -397,11 +398,11 @@ func instrLen(b []byte, p int) (int, error) {
 		skipBytes(1)
 	case op == opI32Const:
 		var n int
-		_, n, err = sleb(b, q, 32)
+		n, err = slebLen(b, q, 32)
 		q += n
 	case op == opI64Const:
 		var n int
-		_, n, err = sleb(b, q, 64)
+		n, err = slebLen(b, q, 64)
 		q += n
 	case op == opF32Const:
 		skipBytes(4)
@@ -478,22 +479,18 @@ func uleb(b []byte, p int) (uint64, int, error) {
 	return 0, 0, fmt.Errorf("%w: number too long", errCode)
 }
 
-// sleb decodes a signed LEB128 number of at most bits bits at b[p]; only
-// its length matters here.
-func sleb(b []byte, p int, bits int) (int64, int, error) {
-	var v int64
-	max := (bits + 6) / 7
-	for i := 0; i < max; i++ {
+// slebLen returns the length in bytes of the signed LEB128 number of at
+// most bits bits at b[p]; its value never matters here.
+func slebLen(b []byte, p int, bits int) (int, error) {
+	for i := range (bits + 6) / 7 {
 		if p+i >= len(b) {
-			return 0, 0, fmt.Errorf("%w: truncated number", errCode)
+			return 0, fmt.Errorf("%w: truncated number", errCode)
 		}
-		c := b[p+i]
-		v |= int64(c&0x7f) << (7 * i)
-		if c < 0x80 {
-			return v, i + 1, nil
+		if b[p+i] < 0x80 {
+			return i + 1, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("%w: number too long", errCode)
+	return 0, fmt.Errorf("%w: number too long", errCode)
 }
 
 func appendULEB(b []byte, v uint64) []byte {

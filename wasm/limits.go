@@ -8,9 +8,10 @@ import "time"
 // it started in, and a call still running five ticks later (between
 // Deadline and Deadline plus a tick) gets its instance's stop global set
 // (see instrument), so it traps at its next function entry or loop head and
-// the instance is replaced. A call pays two atomic stores and an uncontended mutex for this,
-// instead of the cost of wazero's WithCloseOnContextDone (about 1 µs a call
-// and loops about 20 times slower in v1.12).
+// the instance is replaced. A call pays two atomic stores and an
+// uncontended mutex for this, instead of the cost of wazero's
+// WithCloseOnContextDone (about 1 µs a call and loops about 20 times slower
+// in v1.12).
 func (h *Host) watch() {
 	defer h.wg.Done()
 	tick := h.cfg.Deadline / 4

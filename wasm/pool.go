@@ -106,20 +106,18 @@ func (v *version) instantiate() (*instance, error) {
 		return nil, errors.New("instrumented module lost an export") // a bug, not the module's fault
 	}
 	inst.fuel, inst.stop = g, stop
-	var err2 error
+	var ver, ptr, size uint64
 	if init := mod.ExportedFunction(startFunction); init != nil {
-		if err2 = inst.call(init, h.cfg.InitFuel); err2 != nil {
-			err2 = fmt.Errorf("%s: %w", startFunction, err2)
+		if err = inst.call(init, h.cfg.InitFuel); err != nil {
+			err = fmt.Errorf("%s: %w", startFunction, err)
 		}
 	}
-	ver, err := uint64(0), err2
 	if err == nil {
 		ver, err = inst.callNoArgs(abi.ExportVersion)
 	}
 	if err == nil && int32(ver) != abi.Version {
 		err = fmt.Errorf("module implements ABI version %d; this host implements version %d", int32(ver), abi.Version)
 	}
-	var ptr, size uint64
 	if err == nil {
 		ptr, err = inst.callNoArgs(abi.ExportInputPtr)
 	}
@@ -234,8 +232,7 @@ func (v *version) release(inst *instance) { v.tokens <- inst }
 // so retiring the version waits for it.
 func (v *version) discard(inst *instance) {
 	v.replaced.Add(1)
-	v.forget(inst)
-	_ = inst.mod.Close(v.h.bg)
+	v.closeInstance(inst)
 	go func() {
 		fresh, err := v.instantiate()
 		if err != nil {
@@ -247,10 +244,12 @@ func (v *version) discard(inst *instance) {
 	}()
 }
 
-func (v *version) forget(inst *instance) {
+// closeInstance closes inst and takes it off the watchdog's list.
+func (v *version) closeInstance(inst *instance) {
 	v.mu.Lock()
 	delete(v.live, inst)
 	v.mu.Unlock()
+	_ = inst.mod.Close(v.h.bg)
 }
 
 // fill warms the pool.
@@ -270,8 +269,7 @@ func (v *version) fill() error {
 func (v *version) drain() {
 	for range v.size {
 		if inst := <-v.tokens; inst != nil {
-			v.forget(inst)
-			_ = inst.mod.Close(v.h.bg)
+			v.closeInstance(inst)
 		}
 	}
 	close(v.tokens)

@@ -70,7 +70,8 @@ func (h *Host) addModule(m *module) {
 }
 
 // checkName accepts 1 to 128 bytes of letters, digits and . _ - /, not
-// starting or ending with a slash and without "..".
+// starting or ending with a slash, without ".." and not starting with
+// BuiltinPrefix.
 func checkName(name string) error {
 	if name == "" || len(name) > 128 {
 		return rejectf("module name must be 1 to 128 bytes")
@@ -83,7 +84,28 @@ func checkName(name string) error {
 	if strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") || strings.Contains(name, "..") || strings.Contains(name, "//") {
 		return rejectf("module name %q is not a clean path", name)
 	}
+	if strings.HasPrefix(name, BuiltinPrefix) {
+		return rejectf("module names starting with %q are reserved for built-in modules", BuiltinPrefix)
+	}
 	return nil
+}
+
+// adminReady returns why an administrative change cannot start: the host
+// is closed, or ctx has ended. The caller holds h.admin.
+func (h *Host) adminReady(ctx context.Context) error {
+	if h.closed.Load() {
+		return fmt.Errorf("wasm: %w: %w", errClosed, lottery.ErrUnavailable)
+	}
+	return ctx.Err()
+}
+
+// commit makes v, which the store recorded in rec at generation gen, the
+// active version of m. The caller holds h.admin.
+func (h *Host) commit(m *module, v *version, rec StoredModule, gen int64) {
+	h.setHistory(m, rec)
+	h.activate(m, v)
+	h.clearFailure(m.name)
+	h.applied(gen)
 }
 
 // Upload validates, instruments and compiles bin as version of the module
@@ -99,18 +121,12 @@ func (h *Host) Upload(ctx context.Context, name string, kind abi.Kind, bin []byt
 	if err := checkName(name); err != nil {
 		return Version{}, err
 	}
-	if strings.HasPrefix(name, BuiltinPrefix) {
-		return Version{}, rejectf("module names starting with %q are reserved for built-in modules", BuiltinPrefix)
-	}
 	if abi.Exports(kind) == nil {
 		return Version{}, rejectf("unknown module kind %v", kind)
 	}
 	h.admin.Lock()
 	defer h.admin.Unlock()
-	if h.closed.Load() {
-		return Version{}, fmt.Errorf("wasm: %w: %w", errClosed, lottery.ErrUnavailable)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := h.adminReady(ctx); err != nil {
 		return Version{}, err
 	}
 	m := h.lookup(name)
@@ -149,10 +165,7 @@ func (h *Host) Upload(ctx context.Context, name string, kind abi.Kind, bin []byt
 		m = &module{name: name, kind: kind}
 		h.addModule(m)
 	}
-	h.setHistory(m, rec)
-	h.activate(m, v)
-	h.clearFailure(name)
-	h.applied(gen)
+	h.commit(m, v, rec, gen)
 	return h.describe(m, info), nil
 }
 
@@ -164,10 +177,7 @@ func (h *Host) Upload(ctx context.Context, name string, kind abi.Kind, bin []byt
 func (h *Host) Rollback(ctx context.Context, name, sha string) (Version, error) {
 	h.admin.Lock()
 	defer h.admin.Unlock()
-	if h.closed.Load() {
-		return Version{}, fmt.Errorf("wasm: %w: %w", errClosed, lottery.ErrUnavailable)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := h.adminReady(ctx); err != nil {
 		return Version{}, err
 	}
 	m := h.lookup(name)
@@ -180,8 +190,9 @@ func (h *Host) Rollback(ctx context.Context, name, sha string) (Version, error) 
 	h.mu.Lock()
 	var match []Version
 	if len(sha) >= 8 {
+		prefix := strings.ToLower(sha)
 		for _, x := range m.history {
-			if strings.HasPrefix(x.SHA256, strings.ToLower(sha)) {
+			if strings.HasPrefix(x.SHA256, prefix) {
 				match = append(match, x)
 			}
 		}
@@ -217,10 +228,7 @@ func (h *Host) Rollback(ctx context.Context, name, sha string) (Version, error) 
 		v.closeNow()
 		return Version{}, storeErr(err)
 	}
-	h.setHistory(m, rec)
-	h.activate(m, v)
-	h.clearFailure(name)
-	h.applied(gen)
+	h.commit(m, v, rec, gen)
 	return h.describe(m, info), nil
 }
 
@@ -320,8 +328,7 @@ func (h *Host) canary(v *version) error {
 	inst := <-v.tokens
 	defer func() { v.tokens <- inst }()
 	broken := func() {
-		v.forget(inst)
-		_ = inst.mod.Close(h.bg)
+		v.closeInstance(inst)
 		inst = nil
 	}
 	if v.info.Kind == abi.KindRule {

@@ -109,9 +109,6 @@ func (h *Host) applyIndex(ctx context.Context, recs []StoredModule) {
 		if err == nil {
 			err = checkName(rec.Name)
 		}
-		if err == nil && strings.HasPrefix(rec.Name, BuiltinPrefix) {
-			err = rejectf("module names starting with %q are reserved for built-in modules", BuiltinPrefix)
-		}
 		m := h.lookup(rec.Name)
 		if err == nil && m != nil && m.kind != kind {
 			err = rejectf("module %q is a %v module here and a %s module in the store", rec.Name, m.kind, rec.Kind)

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"maps"
 	"strings"
 
 	"github.com/flashlottery/lottery/sdk/abi"
@@ -177,12 +178,8 @@ func firstLine(err error) string {
 	return s
 }
 
-// wasiFunctions lists the functions the instantiated WASI host module exports.
+// wasiFunctions lists the functions the instantiated WASI host module
+// exports, in a map of the host's own.
 func wasiFunctions(mod api.Module) map[string]api.FunctionDefinition {
-	defs := mod.ExportedFunctionDefinitions()
-	out := make(map[string]api.FunctionDefinition, len(defs))
-	for name, d := range defs {
-		out[name] = d
-	}
-	return out
+	return maps.Clone(mod.ExportedFunctionDefinitions())
 }

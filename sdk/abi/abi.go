@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -189,4 +190,16 @@ func DecideResult(r int64) (int64, bool, error) {
 		return 0, false, nil
 	}
 	return r, true, nil
+}
+
+// checkVersion checks the first field of every input: at least the two
+// bytes of the version, which must be Version.
+func checkVersion(b []byte) error {
+	if len(b) < 2 {
+		return fmt.Errorf("%w: %d bytes", CodeBadInput, len(b))
+	}
+	if v := binary.LittleEndian.Uint16(b); v != Version {
+		return fmt.Errorf("%w: input version %d, want %d", CodeVersion, v, Version)
+	}
+	return nil
 }

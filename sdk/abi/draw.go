@@ -114,11 +114,8 @@ func (in *DrawInput) MarshalBinary() ([]byte, error) {
 // MaxAwards awards, and rejects non-canonical encodings. Errors wrap
 // CodeVersion or CodeBadInput; on error in is left in an unspecified state.
 func (in *DrawInput) UnmarshalBinary(b []byte) error {
-	if len(b) < 2 {
-		return fmt.Errorf("%w: %d bytes", CodeBadInput, len(b))
-	}
-	if v := binary.LittleEndian.Uint16(b); v != Version {
-		return fmt.Errorf("%w: input version %d, want %d", CodeVersion, v, Version)
+	if err := checkVersion(b); err != nil {
+		return err
 	}
 	if len(b) < DrawHeaderSize {
 		return fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", CodeBadInput, len(b), DrawHeaderSize)

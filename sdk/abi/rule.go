@@ -204,11 +204,8 @@ func (in *RuleInput) MarshalBinary() ([]byte, error) {
 // encodings. Errors wrap CodeVersion or CodeBadInput; on error in is left in
 // an unspecified state.
 func (in *RuleInput) UnmarshalBinary(b []byte) error {
-	if len(b) < 2 {
-		return fmt.Errorf("%w: %d bytes", CodeBadInput, len(b))
-	}
-	if v := binary.LittleEndian.Uint16(b); v != Version {
-		return fmt.Errorf("%w: input version %d, want %d", CodeVersion, v, Version)
+	if err := checkVersion(b); err != nil {
+		return err
 	}
 	if len(b) < RuleHeaderSize || len(b) > MaxInputSize {
 		return fmt.Errorf("%w: %d bytes (want %d..%d)", CodeBadInput, len(b), RuleHeaderSize, MaxInputSize)

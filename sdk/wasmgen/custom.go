@@ -5,11 +5,5 @@ package wasmgen
 // sha256 and the version an upload makes, without changing what it does:
 // how tests and benchmarks make new versions of the same code.
 func AppendCustomSection(bin []byte, name string, payload []byte) []byte {
-	var sec []byte
-	sec = appendU32(sec, uint32(len(name)))
-	sec = append(sec, name...)
-	sec = append(sec, payload...)
-	bin = append(bin, 0)
-	bin = appendU32(bin, uint32(len(sec)))
-	return append(bin, sec...)
+	return appendSection(bin, 0, append(appendName(nil, name), payload...))
 }

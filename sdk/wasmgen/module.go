@@ -3,6 +3,7 @@ package wasmgen
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ValType is a Wasm value type, as encoded in the binary format (the same
@@ -40,19 +41,7 @@ type FuncType struct {
 }
 
 func (ft FuncType) equal(o FuncType) bool {
-	return equalTypes(ft.Params, o.Params) && equalTypes(ft.Results, o.Results)
-}
-
-func equalTypes(a, b []ValType) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(ft.Params, o.Params) && slices.Equal(ft.Results, o.Results)
 }
 
 // Limits are a memory's size bounds in 64 KiB pages. HasMax false leaves the
@@ -140,12 +129,12 @@ func (m *Module) Type(ft FuncType) uint32 {
 			return uint32(i)
 		}
 	}
-	for _, v := range append(append([]ValType(nil), ft.Params...), ft.Results...) {
+	for _, v := range slices.Concat(ft.Params, ft.Results) {
 		if !v.valid() {
 			m.fail("invalid value type %v", v)
 		}
 	}
-	m.types = append(m.types, FuncType{Params: append([]ValType(nil), ft.Params...), Results: append([]ValType(nil), ft.Results...)})
+	m.types = append(m.types, FuncType{Params: slices.Clone(ft.Params), Results: slices.Clone(ft.Results)})
 	return uint32(len(m.types) - 1)
 }
 
