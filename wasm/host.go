@@ -46,7 +46,7 @@ type HostConfig struct {
 	// MaxMemoryPages caps every instance's linear memory, in 64 KiB pages
 	// (default 16, 1 MiB). A module whose memory starts above it is
 	// rejected; memory.grow beyond it fails. Go guests need more (a Go
-	// wasip1 module starts at about 3.6 MB).
+	// wasip1 module needs 48 pages, 3 MiB, to start its runtime; give it 64).
 	MaxMemoryPages uint32
 	// Fuel is the instruction budget of one call (default 10,000,000, which
 	// stops the tightest infinite loop in about 0.4 ms on a current x86 core).
