@@ -14,25 +14,26 @@
 //     path never makes live on the adapters' concrete types.
 //   - Stock is reserved before anything is written and given back when a later
 //     step fails, so the stock port is the single authority on "never oversold".
-//     A take that was recorded but whose draw failed stays unused; the user's
-//     next draw reuses it instead of taking new stock (the seed's "reuse the
-//     unused take").
 //   - A draw of a new take is one store write: the take is recorded with
 //     its outcome and the order (Orders.TakeDraw, one transaction, the take
 //     stored already used), so a draw waits on one group commit, not two.
 //     The activity unit is reserved before the write and given back, with
 //     the award's, if the write or anything before it fails: a failed draw
-//     of a new take leaves nothing behind. The take-then-draw path (Take,
-//     later Draw) remains for an unused take, which the user's next draw
-//     reuses.
-//   - On a stock port that reserves several keys at once (StockBatch, the
-//     Redis adapter: one pipeline), the draw of a new take runs the drawer
-//     first and reserves the activity unit and the drawn award's unit
-//     together, one round trip instead of two. The outcome is the one the
-//     sequential order gives: the activity refused is sold out (a reserved
-//     award unit is given back at once), an award refused is a miss in
-//     single mode with the activity unit kept, and in total mode the draw
-//     renormalises over the awards left and reserves the next award alone.
+//     of a new take leaves nothing behind, and no take of this process is
+//     ever left unused. An unused take recorded otherwise (by an older edge
+//     that recorded a take before its draw, Orders.Take) is reused by the
+//     user's next draw instead of taking new stock (the seed's "reuse the
+//     unused take"): Orders.Draw records its outcome, and a failed draw of
+//     it leaves it unused again.
+//   - The draw of a new take runs the drawer first and reserves the
+//     activity unit and the drawn award's unit together (StockBatch; the
+//     Redis adapter sends both in one pipeline, one round trip instead of
+//     two; a port without it gets a loop over Reserve). The outcome is the
+//     one the sequential order gives: the activity refused is sold out (a
+//     reserved award unit is given back at once), an award refused is a
+//     miss in single mode with the activity unit kept, and in total mode the
+//     draw renormalises over the awards left and reserves the next award
+//     alone; no award drawn reserves the activity unit alone.
 //   - A draw is reproducible: the random seed is chosen by the caller (the
 //     Service uses math/rand/v2), passed to the Drawer and stored on the order.
 //     The native alias-table drawer is exact to one part per million and O(1).

@@ -36,7 +36,7 @@ type Stock interface {
 // adapter sends them in one round trip). Each key is reserved, refused or
 // failed on its own, as Reserve would; res and errs have len(keys). The
 // draw of a new take uses it to reserve the activity unit and the drawn
-// award's unit together.
+// award's unit together; a Stock without it gets a loop over Reserve.
 type StockBatch interface {
 	ReserveEach(ctx context.Context, keys []StockKey, res []Reservation, errs []error)
 }
@@ -56,6 +56,9 @@ type UserState struct {
 // with mq_state 0 in the same transaction. TakeDraw is Take and Draw of a
 // new take in one transaction (one write instead of two): the take is
 // stored already used, beside the order of a win, or nothing is written.
+// The draw process records every new take with TakeDraw and calls Draw only
+// for an unused take it reuses (one an older edge recorded with Take); it
+// never calls Take itself.
 type Orders interface {
 	UserState(ctx context.Context, userID string, activityID int64) (UserState, error)
 	Take(ctx context.Context, t *Take, takeCount int) error

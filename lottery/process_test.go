@@ -25,21 +25,12 @@ type env struct {
 	mem   *stock.Memory
 	ids   *lottery.Snowflake
 	svc   *lottery.Service
-	deps  lottery.Deps
 }
 
 type envOption func(*lottery.Deps, *lottery.ServiceConfig)
 
 func withOrders(o lottery.Orders) envOption {
 	return func(d *lottery.Deps, _ *lottery.ServiceConfig) { d.Orders = o }
-}
-
-func withStock(s lottery.Stock) envOption {
-	return func(d *lottery.Deps, _ *lottery.ServiceConfig) { d.Stock = s }
-}
-
-func withRelay(r *lottery.Relay) envOption {
-	return func(d *lottery.Deps, _ *lottery.ServiceConfig) { d.Relay = r }
 }
 
 func withEvents(e lottery.Events) envOption {
@@ -76,15 +67,15 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if e.ids, err = lottery.NewSnowflake(1); err != nil {
 		t.Fatal(err)
 	}
-	e.deps = lottery.Deps{
+	deps := lottery.Deps{
 		Catalog: e.store, Orders: e.store, Ledger: e.store, Stock: e.mem, Admin: e.mem,
 		Drawer: &lottery.NativeDrawer{}, IDs: e.ids,
 	}
 	var cfg lottery.ServiceConfig
 	for _, o := range opts {
-		o(&e.deps, &cfg)
+		o(&deps, &cfg)
 	}
-	if e.svc, err = lottery.NewService(e.deps, cfg); err != nil {
+	if e.svc, err = lottery.NewService(deps, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return e

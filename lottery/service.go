@@ -42,10 +42,14 @@ type ServiceConfig struct {
 // Service runs the draw process and the activity administration over the
 // ports. It is safe for concurrent use.
 type Service struct {
-	d     Deps
-	cfg   ServiceConfig
+	d   Deps
+	cfg ServiceConfig
+	// batch is d.Stock if it reserves several keys at once, else a loop
+	// over its Reserve: the draw of a new take always goes through it.
+	batch StockBatch
 	cache sync.Map // activity id -> *entry
-	// inflight holds the ids of takes a draw of this process is working on.
+	// inflight holds the ids of the unused takes that draws of this process
+	// are reusing.
 	inflight sync.Map
 	// leaks holds what the reconciliation saw of counters ahead of the
 	// durable record (StockKey -> leakSeen).
@@ -75,7 +79,22 @@ func NewService(d Deps, cfg ServiceConfig) (*Service, error) {
 	if cfg.DrawTimeout <= 0 {
 		cfg.DrawTimeout = 2 * time.Second
 	}
-	return &Service{d: d, cfg: cfg}, nil
+	s := &Service{d: d, cfg: cfg}
+	if b, ok := d.Stock.(StockBatch); ok {
+		s.batch = b
+	} else {
+		s.batch = oneByOne{d.Stock}
+	}
+	return s, nil
+}
+
+// oneByOne is the StockBatch of a Stock that reserves one key at a time.
+type oneByOne struct{ Stock }
+
+func (o oneByOne) ReserveEach(ctx context.Context, keys []StockKey, res []Reservation, errs []error) {
+	for i, key := range keys {
+		res[i], errs[i] = o.Reserve(ctx, key)
+	}
 }
 
 // ValidateUserID checks a user id: 1 to 64 bytes of printable UTF-8.
@@ -106,15 +125,17 @@ type Result struct {
 // (reuse an unused take, or check and reserve stock for a new one), draw
 // over the awards with stock, reserve the award, record the outcome and the
 // order in one transaction (with a new take in the same one), hand the
-// invoice to the relay, and record the analytics event. Business outcomes other than win and lose come back as
-// errors wrapping ErrSoldOut, ErrLimitReached or ErrNotActive.
+// invoice to the relay, and record the analytics event. Business outcomes
+// other than win and lose come back as errors wrapping ErrSoldOut,
+// ErrLimitReached or ErrNotActive.
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (*Result, error) {
 	start := s.cfg.Now()
 	res, err := s.draw(ctx, userID, activityID, start)
-	// A concurrent draw of the same user (on another edge, or in the moment
-	// between a take's commit and its registration here) drew the same take
-	// and won: go again. Each lost race used up one of the user's takes, so
-	// this ends; the bound only guards against a store that misbehaves.
+	// A concurrent draw of the same user on another edge reused the same
+	// unused take and won: go again. Each lost race used up one of the
+	// user's takes, so this ends; the bound only guards against a store that
+	// misbehaves. (A new take is stored already used, so only a reused one
+	// can race.)
 	for i := 0; errors.Is(err, ErrTakeUsed) && ctx.Err() == nil && i < 64; i++ {
 		res, err = s.draw(ctx, userID, activityID, start)
 	}
@@ -168,112 +189,107 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64, now
 		return res, fmt.Errorf("activity %d is %s: %w", act.ID, act.State, ErrNotActive)
 	}
 	if s.d.Stock.SoldOut(StockKey{Activity: act.ID}) {
-		// A sold-out activity costs no store round trip and no allocation.
+		// A sold-out activity costs no store round trip, no timer and no
+		// allocation but the Result.
 		// A user holding an unused take loses nothing: that take waits until
 		// stock frees up or the reconciliation sees it.
 		return res, ErrSoldOut
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrawTimeout)
 	defer cancel()
-	take, actResv, err := s.partake(ctx, userID, act, now)
+	take, isNew, err := s.partake(ctx, userID, act, now)
 	if err != nil {
 		return res, err
 	}
-	if actResv == nil { // a reused take, already recorded
+	if !isNew { // a reused take, already recorded
 		defer s.inflight.Delete(take.ID)
 		res.Take = take
 	}
-	return res, s.drawTake(ctx, res, strat, take, actResv, now)
+	return res, s.drawTake(ctx, res, strat, take, isNew, now)
 }
 
 // partake is the seed's template: reuse the user's unused take, else check
-// stock and the user's count and reserve stock for a new take. A reused
-// take comes back with a nil reservation; a new one with the activity
-// unit reserved for it, not yet recorded: drawTake records it together
-// with its draw (Orders.TakeDraw), one write instead of two.
-func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time) (*Take, *Reservation, error) {
-	key := StockKey{Activity: act.ID}
+// the user's count for a new take (stock was checked by its sold-out flag).
+// A new take comes back unrecorded and holding no stock: drawTake reserves
+// its activity unit together with the drawn award's (StockBatch) and
+// records it together with its draw (Orders.TakeDraw), one write instead
+// of two.
+func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time) (take *Take, isNew bool, err error) {
 	us, err := s.d.Orders.UserState(ctx, userID, act.ID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("partake: user state: %w", err)
+		return nil, false, fmt.Errorf("partake: user state: %w", err)
 	}
 	// Reuse an unused take unless a draw in this process holds it: taking
 	// over a take in flight would make both draws race for it. (A draw on
 	// another edge may still hold it; the loser sees ErrTakeUsed and retries.)
 	if us.Unused != nil {
 		if _, busy := s.inflight.LoadOrStore(us.Unused.ID, struct{}{}); !busy {
-			return us.Unused, nil, nil
+			return us.Unused, false, nil
 		}
 	}
 	if us.Left == 0 {
-		return nil, nil, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
+		return nil, false, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
 	}
-	t := &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}
-	if s.isBatch() {
-		// drawTake reserves the activity unit together with the award's.
-		return t, &Reservation{Key: key}, nil
-	}
-	r, err := s.reserve(ctx, key, act)
-	if err != nil {
-		return nil, nil, fmt.Errorf("activity %d: %w", act.ID, err)
-	}
-	return t, &r, nil
+	return &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}, true, nil
 }
 
-// reservePair reserves the activity unit of a new take (actResv.Key)
-// together with the unit of the drawn award: one round trip on a stock
-// port that batches. It sets *actResv on success. If the activity is
-// refused, a reserved award unit is given back and the activity's error
-// returned; if only the award is refused, the activity stays reserved and
-// the award's error comes back as awardErr. A key the port lost
-// (ErrNotFound) is reserved again one at a time through reserve, which
-// provisions it.
-func (s *Service) reservePair(ctx context.Context, act *Activity, actResv *Reservation, award StockKey) (Reservation, error, error) {
-	keys := [2]StockKey{actResv.Key, award}
-	var (
+// reservePair reserves the activity unit of a new take (actKey) together
+// with the unit of the drawn award: one round trip on a stock port that
+// batches. If the activity is refused, a reserved award unit is given back
+// and the activity's error returned as actErr; if only the award is
+// refused, the activity stays reserved and the award's error comes back as
+// awardErr. A key the port lost (ErrNotFound) is reserved again one at a
+// time through reserve, which provisions it.
+func (s *Service) reservePair(ctx context.Context, act *Activity, actKey, award StockKey) (actRes, awardRes Reservation, actErr, awardErr error) {
+	// One value for the three arrays: they escape through the interface
+	// call, and one allocation is cheaper than three.
+	var b struct {
+		keys [2]StockKey
 		res  [2]Reservation
 		errs [2]error
-	)
-	s.d.Stock.(StockBatch).ReserveEach(ctx, keys[:], res[:], errs[:])
-	for i := range keys {
-		if errors.Is(errs[i], ErrNotFound) {
-			res[i], errs[i] = s.reserve(ctx, keys[i], act)
+	}
+	b.keys = [2]StockKey{actKey, award}
+	s.batch.ReserveEach(ctx, b.keys[:], b.res[:], b.errs[:])
+	for i := range b.keys {
+		if errors.Is(b.errs[i], ErrNotFound) {
+			b.res[i], b.errs[i] = s.reserve(ctx, b.keys[i], act)
 		}
 	}
-	if errs[0] != nil {
-		if errs[1] == nil {
-			if rerr := s.d.Stock.Release(context.WithoutCancel(ctx), res[1]); rerr != nil {
-				errs[0] = errors.Join(errs[0], fmt.Errorf("release award stock: %w", rerr))
+	if b.errs[0] != nil {
+		if b.errs[1] == nil {
+			if rerr := s.d.Stock.Release(context.WithoutCancel(ctx), b.res[1]); rerr != nil {
+				b.errs[0] = errors.Join(b.errs[0], fmt.Errorf("release award stock: %w", rerr))
 			}
 		}
-		return Reservation{}, fmt.Errorf("activity %d: %w", act.ID, errs[0]), nil
+		return Reservation{}, Reservation{}, fmt.Errorf("activity %d: %w", act.ID, b.errs[0]), nil
 	}
-	*actResv = res[0]
-	return res[1], nil, errs[1]
+	return b.res[0], b.res[1], nil, b.errs[1]
 }
 
 // drawTake draws the award for a take, reserves its stock and records the
 // outcome; a win becomes an order and its invoice is handed to the relay.
-// actResv is the activity unit of a new take (nil for a reused one): the
-// take is then recorded with its outcome in one write, and any failure
-// gives that unit back too, leaving nothing behind.
-func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, take *Take, actResv *Reservation, now time.Time) (err error) {
-	var resv *Reservation
-	// pending is set while the activity unit of a new take waits to be
-	// reserved with the first award's (reservePair).
-	pending := actResv != nil && s.isBatch()
+// A new take (isNew) also gets its activity unit, reserved with the first
+// award drawn (reservePair), or alone when none is, and is recorded with
+// its outcome in one write; any failure gives that unit back too, leaving
+// nothing behind.
+func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, take *Take, isNew bool, now time.Time) (err error) {
+	// The units this draw holds, given back if it fails.
+	var (
+		actResv, resv      Reservation
+		heldAct, heldAward bool
+	)
 	defer func() {
 		if err == nil {
 			return
 		}
 		rctx := context.WithoutCancel(ctx)
-		if resv != nil {
-			if rerr := s.d.Stock.Release(rctx, *resv); rerr != nil {
+		if heldAward {
+			if rerr := s.d.Stock.Release(rctx, resv); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("release award stock: %w", rerr))
 			}
 		}
-		if actResv != nil && !pending {
-			if rerr := s.d.Stock.Release(rctx, *actResv); rerr != nil {
+		if heldAct {
+			if rerr := s.d.Stock.Release(rctx, actResv); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("release activity stock: %w", rerr))
 			}
 		}
@@ -301,18 +317,18 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		}
 		key := StockKey{Activity: take.ActivityID, Award: strat.Details[dr.Index].ID}
 		var r Reservation
-		if pending {
+		if isNew && !heldAct {
 			var actErr error
-			r, actErr, err = s.reservePair(ctx, res.Activity, actResv, key)
+			actResv, r, actErr, err = s.reservePair(ctx, res.Activity, StockKey{Activity: take.ActivityID}, key)
 			if actErr != nil {
 				return actErr // nothing is held
 			}
-			pending = false
+			heldAct = true
 		} else {
 			r, err = s.reserve(ctx, key, res.Activity)
 		}
 		if err == nil {
-			pick, resv = dr.Index, &r
+			pick, resv, heldAward = dr.Index, r, true
 			break
 		}
 		if !errors.Is(err, ErrSoldOut) {
@@ -324,12 +340,12 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		inStock[dr.Index] = false // total rate: renormalise over what is left, same seed stream
 		seed = SplitMix64(seed)
 	}
-	if pending { // no award drawn: the activity unit alone
-		r, err := s.reserve(ctx, actResv.Key, res.Activity)
+	if isNew && !heldAct { // no award drawn: the activity unit alone
+		r, err := s.reserve(ctx, StockKey{Activity: take.ActivityID}, res.Activity)
 		if err != nil {
 			return fmt.Errorf("activity %d: %w", res.Activity.ID, err) // nothing is held
 		}
-		*actResv, pending = r, false
+		actResv, heldAct = r, true
 	}
 	res.Module, res.Seed = module, seed
 	var order *Order
@@ -342,28 +358,28 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 			TakeID: take.ID, MQState: MQInit, Module: module, Seed: seed, At: now,
 		}
 	}
-	if actResv != nil {
+	if isNew {
 		err = s.d.Orders.TakeDraw(ctx, take, res.Activity.TakeCount, order)
 	} else {
 		err = s.d.Orders.Draw(ctx, take, order)
 	}
 	if err != nil {
 		take.AwardID = ""
-		if actResv != nil {
+		if isNew {
 			return fmt.Errorf("partake and record draw: %w", err)
 		}
 		return fmt.Errorf("record draw: %w", err)
 	}
 	take.State = TakeUsed
-	if actResv != nil {
+	if isNew {
 		res.Take = take
-		_ = s.d.Stock.Settle(ctx, *actResv) // best effort: a slot lock expires by itself
+		_ = s.d.Stock.Settle(ctx, actResv) // best effort: a slot lock expires by itself
 	}
 	if order == nil {
 		res.Outcome = OutcomeLose
 		return nil
 	}
-	_ = s.d.Stock.Settle(ctx, *resv)
+	_ = s.d.Stock.Settle(ctx, resv)
 	res.Outcome, res.Order = OutcomeWin, order
 	if s.d.Relay != nil {
 		s.d.Relay.Enqueue(InvoiceOf(order)) // a full queue leaves mq_state 0 for the compensation scan
@@ -433,12 +449,6 @@ func sameStrategy(a, b *Strategy) bool {
 		}
 	}
 	return true
-}
-
-// isBatch reports whether the stock port reserves several keys at once.
-func (s *Service) isBatch() bool {
-	_, ok := s.d.Stock.(StockBatch)
-	return ok
 }
 
 // Forget drops an activity from the cache so the next draw reads it again.

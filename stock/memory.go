@@ -12,8 +12,10 @@ import (
 
 // Interface guards.
 var (
-	_ lottery.Stock      = (*Memory)(nil)
-	_ lottery.StockAdmin = (*Memory)(nil)
+	_ lottery.Stock        = (*Memory)(nil)
+	_ lottery.StockBatch   = (*Memory)(nil)
+	_ lottery.StockAdmin   = (*Memory)(nil)
+	_ lottery.StockTrimmer = (*Memory)(nil)
 )
 
 // Memory is the in-process sliding stock: the embedded default and the

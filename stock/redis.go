@@ -19,8 +19,10 @@ import (
 
 // Interface guards.
 var (
-	_ lottery.Stock      = (*Redis)(nil)
-	_ lottery.StockAdmin = (*Redis)(nil)
+	_ lottery.Stock        = (*Redis)(nil)
+	_ lottery.StockBatch   = (*Redis)(nil)
+	_ lottery.StockAdmin   = (*Redis)(nil)
+	_ lottery.StockTrimmer = (*Redis)(nil)
 )
 
 // Reservation modes of the Redis adapter (RedisConfig.Mode).
@@ -396,6 +398,11 @@ func appendEscaped(b []byte, s string) []byte {
 	return b
 }
 
+// lock is the name of the lock key of a slot (ModeLock).
+func (k *redisKey) lock(slot int64) string {
+	return k.lockBase + strconv.FormatInt(slot, 10)
+}
+
 // markSoldOut sets the sold-out flag until expiry unless a unit may have
 // been freed since epoch was read; the re-check after the store keeps a
 // release racing with the store from leaving the flag set.
@@ -504,6 +511,12 @@ func (r *Redis) Reserve(ctx context.Context, key lottery.StockKey) (lottery.Rese
 		r.stats.failures.Add(1)
 		return lottery.Reservation{}, r.fail("reserve", key, err)
 	}
+	return r.submit(ctx, "reserve", r.reserveCall(key))
+}
+
+// reserveCall takes a call from the pool, set up for the first step of a
+// reservation of key.
+func (r *Redis) reserveCall(key lottery.StockKey) *call {
 	k := r.key(key)
 	c := r.calls.Get().(*call)
 	*c = call{k: k, epoch: k.epoch.Load(), done: c.done}
@@ -513,7 +526,7 @@ func (r *Redis) Reserve(ctx context.Context, key lottery.StockKey) (lottery.Rese
 		c.step = stepReserve
 		c.start = r.route(k)
 	}
-	return r.submit(ctx, "reserve", c)
+	return c
 }
 
 // submit queues a call for the batcher and waits for its answer or the end
@@ -582,45 +595,31 @@ func (r *Redis) wait(ctx context.Context, op string, c *call, reserve bool, key 
 // errs, of len(keys), receive each key's answer. Each key is its own
 // reservation: one refused leaves the others reserved.
 func (r *Redis) ReserveEach(ctx context.Context, keys []lottery.StockKey, res []lottery.Reservation, errs []error) {
-	calls := make([]*call, len(keys))
-	for i, key := range keys {
-		if err := ctx.Err(); err != nil {
-			r.stats.failures.Add(1)
-			res[i], errs[i] = lottery.Reservation{}, r.fail("reserve", key, err)
-			continue
-		}
-		k := r.key(key)
-		c := r.calls.Get().(*call)
-		*c = call{k: k, epoch: k.epoch.Load(), done: c.done}
-		if r.cfg.Mode == ModeLock {
-			c.step = stepIncr
-		} else {
-			c.step = stepReserve
-			c.start = r.route(k)
-		}
-		calls[i] = c
-	}
-	var head *call
-	for i := len(calls) - 1; i >= 0; i-- {
-		if calls[i] != nil {
-			calls[i].group, head = head, calls[i]
-		}
-	}
-	if head == nil {
+	if len(keys) == 0 {
 		return
 	}
-	if err := r.enqueue(ctx, head); err != nil {
+	if err := ctx.Err(); err != nil {
+		for i, key := range keys {
+			r.stats.failures.Add(1)
+			res[i], errs[i] = lottery.Reservation{}, r.fail("reserve", key, err)
+		}
+		return
+	}
+	calls := make([]*call, len(keys))
+	for i, key := range keys {
+		calls[i] = r.reserveCall(key)
+	}
+	for i := range len(calls) - 1 {
+		calls[i].group = calls[i+1]
+	}
+	if err := r.enqueue(ctx, calls[0]); err != nil { // the group goes with its head
 		for i, c := range calls {
-			if c != nil {
-				res[i], errs[i] = r.failed("reserve", c, err)
-			}
+			res[i], errs[i] = r.failed("reserve", c, err)
 		}
 		return
 	}
 	for i, c := range calls {
-		if c != nil {
-			res[i], errs[i] = r.wait(ctx, "reserve", c, true, keys[i])
-		}
+		res[i], errs[i] = r.wait(ctx, "reserve", c, true, keys[i])
 	}
 }
 
@@ -759,19 +758,15 @@ func (r *Redis) send(ctx context.Context, pipe redis.Pipeliner, c *call) {
 	case stepUndo:
 		c.intCmd = pipe.HIncrBy(ctx, k.shards[0], "u", -1)
 	case stepLock:
-		c.boolCmd = pipe.SetNX(ctx, k.lockBase+strconv.FormatInt(c.slot, 10), "1", r.cfg.LockTTL)
+		c.boolCmd = pipe.SetNX(ctx, k.lock(c.slot), "1", r.cfg.LockTTL)
 	case stepClaim:
 		c.cmd = r.scripts.claim.run(ctx, pipe, c.eval, k.shardKeys[0], k.lockBase, c.slot, c.total, r.cfg.LockTTL.Milliseconds())
 	case stepCleanup:
 		c.cmd = r.scripts.cleanup.run(ctx, pipe, c.eval, k.shardKeys[0])
 	case stepGiveBack:
-		keys := k.shards
-		if c.res.Slot > 0 && r.cfg.Mode == ModeLock {
-			keys = []string{k.shards[0], k.lockBase + strconv.FormatInt(c.res.Slot, 10)}
-		}
-		c.cmd = r.scripts.release.run(ctx, pipe, c.eval, keys, len(k.shards))
+		c.cmd = r.scripts.release.run(ctx, pipe, c.eval, r.releaseKeys(k, c.res.Slot), len(k.shards))
 	case stepSettle:
-		c.intCmd = pipe.Del(ctx, k.lockBase+strconv.FormatInt(c.res.Slot, 10))
+		c.intCmd = pipe.Del(ctx, k.lock(c.res.Slot))
 	}
 	c.eval = false
 }
@@ -944,11 +939,7 @@ func (r *Redis) finish(c *call, res lottery.Reservation, err error) bool {
 // lottery.ErrUnavailable when Redis does not answer.
 func (r *Redis) Release(ctx context.Context, res lottery.Reservation) error {
 	k := r.key(res.Key)
-	keys := k.shards
-	if r.cfg.Mode == ModeLock && res.Slot > 0 {
-		keys = []string{k.shards[0], k.lockBase + strconv.FormatInt(res.Slot, 10)}
-	}
-	v, err := r.scripts.release.do(ctx, r, keys, len(k.shards))
+	v, err := r.scripts.release.do(ctx, r, r.releaseKeys(k, res.Slot), len(k.shards))
 	if err != nil {
 		return r.fail("release", res.Key, err)
 	}
@@ -961,6 +952,15 @@ func (r *Redis) Release(ctx context.Context, res lottery.Reservation) error {
 	}
 	r.released(k, vals)
 	return nil
+}
+
+// releaseKeys are the KEYS of the release script for a unit of k at slot:
+// the shards, and in ModeLock the slot's lock after the one shard.
+func (r *Redis) releaseKeys(k *redisKey, slot int64) []string {
+	if r.cfg.Mode == ModeLock && slot > 0 {
+		return []string{k.shards[0], k.lock(slot)}
+	}
+	return k.shards
 }
 
 // released updates the local flags from the release script's answer
