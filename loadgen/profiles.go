@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,6 +33,10 @@ type scenario struct {
 }
 
 var profileNames = []string{"embedded", "embedded-1x1", "redis", "mariadb", "mariadb-1x1", "modules"}
+
+// ProfileNames returns the names of the edge profiles, in the order a run
+// measures them.
+func ProfileNames() []string { return slices.Clone(profileNames) }
 
 // Row names the targets refer to.
 const (

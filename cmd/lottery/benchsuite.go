@@ -23,7 +23,7 @@ func benchsuite(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections")
 	fs.IntVar(&cfg.Rounds, "rounds", 10, "rounds of each native-against-Wasm comparison (each variant goes first in every other round)")
 	fs.DurationVar(&cfg.ReloadDuration, "reload-duration", 20*time.Second, "how long the hot-reload scenario draws while ten versions are pushed")
-	profiles := fs.String("profiles", "", "comma-separated edge profiles to run (default all): embedded, redis, mariadb, modules")
+	profiles := fs.String("profiles", "", "comma-separated edge profiles to run (default all): "+strings.Join(loadgen.ProfileNames(), ", "))
 	out := fs.String("out", "", "markdown file to write (replaces the section between the suite markers)")
 	section := fs.String("section", "benchsuite", "name of the section of --out to replace")
 	edgeConf := fs.String("edge-config", "", "YAML file appended to every edge's config (e.g. orders: {dbCount: 1, tbCount: 1}); it must not set what a profile sets")
