@@ -32,7 +32,10 @@
 //     state (mq_state) and the compensation scan re-send what failed; an
 //     invoice that timed out may still arrive, and the distributor absorbs
 //     the repeat.
-//   - Consumer: a sarama consumer group with auto-commit off. The messages
+//   - Consumer: a sarama consumer group with auto-commit off. A fetch is
+//     answered once FetchMin bytes are ready (32 KiB, about a hundred
+//     invoices) or after FetchWait (100ms), so under load invoices arrive
+//     in hundreds and an idle one waits at most 100ms. The messages
 //     of a claim that are already waiting (up to 64) are delivered
 //     concurrently, so the store's group commit grants them together; they
 //     are marked in offset order, stopping at the first one not delivered,

@@ -282,9 +282,22 @@ type ConsumerConfig struct {
 	// doubles up to MaxBackoff (defaults DefaultBackoff, DefaultMaxBackoff).
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// FetchMin and FetchWait: the broker answers a fetch once FetchMin bytes
+	// are ready or FetchWait has passed (defaults DefaultFetchMin,
+	// DefaultFetchWait). Under load the invoices then come in hundreds per
+	// fetch and their grants in large group commits; when idle an invoice
+	// waits at most FetchWait.
+	FetchMin  int32
+	FetchWait time.Duration
 	// Logger receives skipped messages and retries (default slog.Default()).
 	Logger *slog.Logger
 }
+
+// The consumer's fetch defaults: about a hundred invoices, or 100ms.
+const (
+	DefaultFetchMin  = 32 << 10
+	DefaultFetchWait = 100 * time.Millisecond
+)
 
 func (c *ConsumerConfig) defaults() error {
 	if len(c.Brokers) == 0 {
@@ -304,6 +317,12 @@ func (c *ConsumerConfig) defaults() error {
 	}
 	if c.MaxBackoff < c.Backoff {
 		c.MaxBackoff = max(DefaultMaxBackoff, c.Backoff)
+	}
+	if c.FetchMin <= 0 {
+		c.FetchMin = DefaultFetchMin
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = DefaultFetchWait
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -363,7 +382,8 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Return.Errors = false
-	sc.Consumer.MaxWaitTime = 250 * time.Millisecond
+	sc.Consumer.MaxWaitTime = cfg.FetchWait
+	sc.Consumer.Fetch.Min = cfg.FetchMin
 	sc.Consumer.Retry.Backoff = 500 * time.Millisecond
 	sc.Consumer.Group.Rebalance.Retry.Backoff = 500 * time.Millisecond
 	group, err := sarama.NewConsumerGroup(cfg.Brokers, cfg.Group, sc)

@@ -23,23 +23,46 @@ type RelayConfig struct {
 	// broker's round trip, not the CPU, bounds one worker, and one slow batch
 	// must not hold up the rest.
 	Workers int
+	// ConfirmEvery is how long an acknowledged invoice may wait before its
+	// mq_state 1 is written (default 500ms). The acknowledgements of that
+	// time go to the store together, and most of their orders are granted
+	// by then, which already set mq_state 1 (Granter), so the confirmation
+	// finds the rows and writes nothing. Keep it well under the scan's
+	// stale age: an order waiting for its confirmation still reads 0. A
+	// crash loses the waiting confirmations; their orders are re-sent by the
+	// scan and the distributor's idempotence absorbs the repeat.
+	ConfirmEvery time.Duration
 }
+
+// maxConfirming bounds the acknowledgements waiting for ConfirmEvery: at
+// that many they are written at once.
+const maxConfirming = 8192
 
 // RelayStats are the relay's counters.
 type RelayStats struct {
 	Enqueued, Sent, Failed, Dropped, Compensated uint64
 	Queued                                       int
+	// Confirming counts acknowledged invoices whose mq_state 1 is not
+	// written yet (see RelayConfig.ConfirmEvery).
+	Confirming int
 }
 
 // Relay is the outbox relay: after an order commits it publishes the
-// invoice and records the outcome (mq_state 1 on ack, 2 on failure); the
-// compensation scan re-sends what was left behind. Its Run goroutine is owned
+// invoice and records the outcome (mq_state 2 on failure at once, 1 on ack
+// with the other acknowledgements of ConfirmEvery, unless the grant wrote it
+// first); the compensation scan re-sends what was left behind. Its Run goroutine is owned
 // by whoever calls Run (the server) and stops when the context ends.
 type Relay struct {
 	pub   Publisher
 	box   Outbox
 	cfg   RelayConfig
 	queue chan Invoice
+
+	// confirming holds the acknowledged orders waiting for their mq_state
+	// 1; full is signalled when it reaches maxConfirming.
+	mu         sync.Mutex
+	confirming []OrderRef
+	full       chan struct{}
 
 	enqueued, sent, failed, dropped, compensated atomic.Uint64
 }
@@ -58,7 +81,10 @@ func NewRelay(pub Publisher, box Outbox, cfg RelayConfig) *Relay {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
 	}
-	return &Relay{pub: pub, box: box, cfg: cfg, queue: make(chan Invoice, cfg.Queue)}
+	if cfg.ConfirmEvery <= 0 {
+		cfg.ConfirmEvery = 500 * time.Millisecond
+	}
+	return &Relay{pub: pub, box: box, cfg: cfg, queue: make(chan Invoice, cfg.Queue), full: make(chan struct{}, 1)}
 }
 
 // Enqueue hands an invoice to the relay without blocking. It reports false
@@ -76,18 +102,77 @@ func (r *Relay) Enqueue(inv Invoice) bool {
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() RelayStats {
-	return RelayStats{Enqueued: r.enqueued.Load(), Sent: r.sent.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(), Compensated: r.compensated.Load(), Queued: len(r.queue)}
+	r.mu.Lock()
+	confirming := len(r.confirming)
+	r.mu.Unlock()
+	return RelayStats{Enqueued: r.enqueued.Load(), Sent: r.sent.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(), Compensated: r.compensated.Load(), Queued: len(r.queue), Confirming: confirming}
 }
 
 // Run publishes queued invoices in batches with Workers goroutines until
-// ctx ends, then publishes what is still queued with a bounded timeout. It
-// returns when every worker has stopped.
+// ctx ends, then publishes what is still queued with a bounded timeout and
+// writes the confirmations still waiting. It returns when every worker has
+// stopped.
 func (r *Relay) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range r.cfg.Workers {
 		wg.Go(func() { r.work(ctx) })
 	}
+	confirmed := make(chan struct{})
+	go func() {
+		defer close(confirmed)
+		r.confirmLoop(ctx)
+	}()
 	wg.Wait()
+	<-confirmed
+	// The workers' drain may have acknowledged more after the loop's last
+	// write.
+	r.flushConfirms(context.Background())
+}
+
+// confirmLoop writes the waiting confirmations every ConfirmEvery, or at
+// once when maxConfirming wait, until ctx ends.
+func (r *Relay) confirmLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.ConfirmEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.full:
+		}
+		r.flushConfirms(ctx)
+	}
+}
+
+// flushConfirms writes mq_state 1 for the acknowledged orders waiting. On
+// failure they stay at 0 for the compensation scan, as a publish whose state
+// update failed does.
+func (r *Relay) flushConfirms(ctx context.Context) {
+	r.mu.Lock()
+	refs := r.confirming
+	r.confirming = nil
+	r.mu.Unlock()
+	if len(refs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
+	defer cancel()
+	_ = r.box.SetMQState(ctx, refs, MQSent) // left at 0: the scan re-sends them
+}
+
+// confirmLater queues acknowledged orders for the next flushConfirms.
+func (r *Relay) confirmLater(refs []OrderRef) {
+	r.mu.Lock()
+	r.confirming = append(r.confirming, refs...)
+	full := len(r.confirming) >= maxConfirming
+	r.mu.Unlock()
+	if full {
+		select {
+		case r.full <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (r *Relay) work(ctx context.Context) {
@@ -108,7 +193,7 @@ func (r *Relay) work(ctx context.Context) {
 					break fill
 				}
 			}
-			r.publish(context.WithoutCancel(ctx), batch)
+			r.publish(context.WithoutCancel(ctx), batch, true)
 		}
 	}
 }
@@ -128,14 +213,15 @@ func (r *Relay) drain(batch []Invoice) {
 		if len(batch) == 0 {
 			return
 		}
-		r.publish(ctx, batch)
+		r.publish(ctx, batch, true)
 		batch = batch[:0]
 	}
 }
 
-// publish sends a batch and records each invoice's outcome. It returns how
-// many were acknowledged.
-func (r *Relay) publish(ctx context.Context, invs []Invoice) (int, error) {
+// publish sends a batch and records each invoice's outcome: failures at
+// once, acknowledgements at once or, with later, by the confirm loop. It
+// returns how many were acknowledged.
+func (r *Relay) publish(ctx context.Context, invs []Invoice, later bool) (int, error) {
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	errs := r.pub.Publish(pctx, invs)
 	cancel()
@@ -156,7 +242,11 @@ func (r *Relay) publish(ctx context.Context, invs []Invoice) (int, error) {
 	r.failed.Add(uint64(len(bad)))
 	var err error
 	if len(ok) > 0 {
-		err = r.box.SetMQState(ctx, ok, MQSent)
+		if later {
+			r.confirmLater(ok)
+		} else {
+			err = r.box.SetMQState(ctx, ok, MQSent)
+		}
 	}
 	if len(bad) > 0 {
 		err = errors.Join(err, r.box.SetMQState(ctx, bad, MQFailed))
@@ -186,7 +276,8 @@ func (r *Relay) Compensate(ctx context.Context, now time.Time, staleAfter time.D
 		for i := range orders {
 			invs[i] = InvoiceOf(&orders[i])
 		}
-		n, err := r.publish(ctx, invs)
+		// Confirmed at once: the next page must not find these again.
+		n, err := r.publish(ctx, invs, false)
 		total += n
 		r.compensated.Add(uint64(n))
 		if err != nil {

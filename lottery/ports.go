@@ -83,6 +83,8 @@ type OrderRef struct {
 
 // Granter records a delivery: it moves the order's grant_state 0 -> 1 and
 // reports whether this call made the move (false on a repeat delivery).
+// The move also sets mq_state 1: a delivered invoice was published, so the
+// relay's own confirmation of it, which comes later, writes nothing.
 type Granter interface {
 	Grant(ctx context.Context, ref OrderRef) (bool, error)
 }

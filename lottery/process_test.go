@@ -373,6 +373,7 @@ var errInjected = errors.New("injected failure")
 type flakyOrders struct {
 	*orders.SQLite
 	failTake, failDraw atomic.Bool
+	failReuse          atomic.Bool // Draw only: the draw of a reused take
 	userStates         atomic.Int64
 	takes, draws       atomic.Int64
 	takeDraws          atomic.Int64
@@ -393,7 +394,7 @@ func (f *flakyOrders) Take(ctx context.Context, t *lottery.Take, takeCount int) 
 
 func (f *flakyOrders) Draw(ctx context.Context, t *lottery.Take, o *lottery.Order) error {
 	f.draws.Add(1)
-	if f.failDraw.Load() {
+	if f.failDraw.Load() || f.failReuse.Load() {
 		return fmt.Errorf("draw: %w", errInjected)
 	}
 	return f.SQLite.Draw(ctx, t, o)
@@ -485,7 +486,9 @@ func TestReleaseOnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	failedTake := old.ID
-	fo.failDraw.Store(true)
+	// bob's count is used up, so the draw's new take is refused by the
+	// store and the draw goes on through the store read to the unused take.
+	fo.failReuse.Store(true)
 	res, err := e.svc.Draw(ctx, "bob", id)
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("draw with a failing record: %v, want the injected error", err)
@@ -502,7 +505,7 @@ func TestReleaseOnFailure(t *testing.T) {
 	if au := e.audit(t, id); au.Takes != 1 || au.UsedTakes != 0 || au.Orders != 0 {
 		t.Errorf("after a failed draw: takes %d, used %d, orders %d; want 1, 0, 0", au.Takes, au.UsedTakes, au.Orders)
 	}
-	fo.failDraw.Store(false)
+	fo.failReuse.Store(false)
 
 	// An unavailable award stock fails the draw of a reused take too, and
 	// the take stays unused.
@@ -686,6 +689,60 @@ func TestSoldOutFastPath(t *testing.T) {
 	}
 }
 
+// A user's first draw reads nothing from the store: the take's own write
+// checks the count. A user known to have used up the takes goes through the
+// store read and reserves no stock; one who used them up on another edge
+// costs one refused take, whose units come back, and is known from then on.
+func TestNewTakeWithoutRead(t *testing.T) {
+	ctx := t.Context()
+	var fo *flakyOrders
+	var deps lottery.Deps
+	e := newEnv(t, func(d *lottery.Deps, _ *lottery.ServiceConfig) {
+		fo = &flakyOrders{SQLite: d.Catalog.(*orders.SQLite)}
+		d.Orders = fo
+		deps = *d
+	})
+	const id = 7008
+	e.deploy(t, activityDef{id: id, stock: 100, takeCount: 2, awards: []award{{"A", 100, 1}}})
+	calls := func() (states, takeDraws int64) { return fo.userStates.Load(), fo.takeDraws.Load() }
+
+	for i := range 2 {
+		if res, err := e.svc.Draw(ctx, "gina", id); err != nil || res.Outcome != lottery.OutcomeWin {
+			t.Fatalf("draw %d: %+v, %v; want a win", i, res, err)
+		}
+	}
+	if states, takeDraws := calls(); states != 0 || takeDraws != 2 {
+		t.Errorf("two first draws: %d user-state reads, %d take-and-draw writes; want 0 and 2", states, takeDraws)
+	}
+	// The second take used the count up: the third draw reads and stops.
+	if _, err := e.svc.Draw(ctx, "gina", id); !errors.Is(err, lottery.ErrLimitReached) {
+		t.Fatalf("third draw: %v, want limit reached", err)
+	}
+	if states, takeDraws := calls(); states != 1 || takeDraws != 2 {
+		t.Errorf("after the third draw: %d user-state reads, %d take-and-draw writes; want 1 and 2", states, takeDraws)
+	}
+
+	// Another edge (a second service on the same store) does not know.
+	other, err := lottery.NewService(deps, lottery.ServiceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct{ states, takeDraws int64 }{{2, 3}, {3, 3}} {
+		if _, err := other.Draw(ctx, "gina", id); !errors.Is(err, lottery.ErrLimitReached) {
+			t.Fatalf("draw %d on the other edge: %v, want limit reached", i, err)
+		}
+		if states, takeDraws := calls(); states != want.states || takeDraws != want.takeDraws {
+			t.Errorf("draw %d on the other edge: %d user-state reads, %d take-and-draw writes in all; want %d and %d", i, states, takeDraws, want.states, want.takeDraws)
+		}
+	}
+	if left, award := e.left(t, id, ""), e.left(t, id, "A"); left != 98 || award != 98 {
+		t.Errorf("stock left %d, award %d; want 98 and 98 (the refused take gave its units back)", left, award)
+	}
+	if au := e.audit(t, id); au.Takes != 2 || au.Orders != 2 || au.Err() != nil {
+		t.Errorf("audit: takes %d, orders %d, %v; want 2, 2, consistent", au.Takes, au.Orders, au.Err())
+	}
+}
+
 // ---- the activity-state job ----
 
 func TestStateJobPages(t *testing.T) {
@@ -791,6 +848,52 @@ func (p *fakePublisher) ackedOnce(ids []int64) error {
 		}
 	}
 	return nil
+}
+
+// Acknowledgements wait for the relay's confirmation write, which goes
+// out every ConfirmEvery and when Run stops.
+func TestOutboxConfirmsTogether(t *testing.T) {
+	ctx := t.Context()
+	store := newStore(t)
+	pub := &fakePublisher{acked: map[int64]int{}}
+	relay := lottery.NewRelay(pub, store, lottery.RelayConfig{Batch: 4, Timeout: 5 * time.Second, ConfirmEvery: time.Hour})
+	mem := stock.NewMemory()
+	ids, err := lottery.NewSnowflake(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := lottery.NewService(lottery.Deps{Catalog: store, Orders: store, Ledger: store, Stock: mem, Admin: mem, Drawer: &lottery.NativeDrawer{}, IDs: ids, Relay: relay}, lottery.ServiceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); relay.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-ran })
+
+	e := &env{store: store, mem: mem, ids: ids, svc: svc}
+	const id = 7009
+	e.deploy(t, activityDef{id: id, stock: 100, awards: []award{{"A", 100, 1}}})
+	for i := range 6 {
+		if res, err := svc.Draw(ctx, "c"+strconv.Itoa(i), id); err != nil || res.Outcome != lottery.OutcomeWin {
+			t.Fatalf("draw %d: %+v, %v", i, res, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for relay.Stats().Sent < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("relay stats %+v, want 6 sent", relay.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st, au := relay.Stats(), e.audit(t, id); st.Confirming != 6 || au.ByMQState[lottery.MQInit] != 6 {
+		t.Fatalf("acknowledged: %d confirming, mq states %v; want 6 waiting at 0", st.Confirming, au.ByMQState)
+	}
+	stop()
+	<-ran
+	if st, au := relay.Stats(), e.audit(t, id); st.Confirming != 0 || au.ByMQState[lottery.MQSent] != 6 {
+		t.Fatalf("after Run: %d confirming, mq states %v; want 6 at 1", st.Confirming, au.ByMQState)
+	}
 }
 
 func TestOutboxRelayAndCompensation(t *testing.T) {

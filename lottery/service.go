@@ -51,6 +51,8 @@ type Service struct {
 	// inflight holds the ids of the unused takes that draws of this process
 	// are reusing.
 	inflight sync.Map
+	// spent holds the users known to have used up an activity's takes.
+	spent *spentSet
 	// leaks holds what the reconciliation saw of counters ahead of the
 	// durable record (StockKey -> leakSeen).
 	leaks sync.Map
@@ -79,7 +81,7 @@ func NewService(d Deps, cfg ServiceConfig) (*Service, error) {
 	if cfg.DrawTimeout <= 0 {
 		cfg.DrawTimeout = 2 * time.Second
 	}
-	s := &Service{d: d, cfg: cfg}
+	s := &Service{d: d, cfg: cfg, spent: newSpentSet(spentCapacity)}
 	if b, ok := d.Stock.(StockBatch); ok {
 		s.batch = b
 	} else {
@@ -197,24 +199,48 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64, now
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrawTimeout)
 	defer cancel()
-	take, isNew, err := s.partake(ctx, userID, act, now)
-	if err != nil {
-		return res, err
+	// A user not known to have used up the activity's takes draws a new take
+	// at once; the store's count decides. Should it refuse (the takes were
+	// used on another edge, or before this one started), the units are given
+	// back and the draw goes again through the store read, which may find an
+	// unused take to reuse.
+	read := s.spent.has(act.ID, userID)
+	for {
+		take, isNew, err := s.partake(ctx, userID, act, now, read)
+		if err != nil {
+			return res, err
+		}
+		if !isNew { // a reused take, already recorded
+			res.Take = take
+		}
+		err = s.drawTake(ctx, res, strat, take, isNew, now)
+		if !isNew {
+			s.inflight.Delete(take.ID)
+			return res, err
+		}
+		limit := errors.Is(err, ErrLimitReached)
+		if limit || err == nil && take.TakeCount >= act.TakeCount {
+			s.spent.add(act.ID, userID)
+		}
+		if !limit || read {
+			return res, err
+		}
+		read = true
 	}
-	if !isNew { // a reused take, already recorded
-		defer s.inflight.Delete(take.ID)
-		res.Take = take
-	}
-	return res, s.drawTake(ctx, res, strat, take, isNew, now)
 }
 
 // partake is the seed's template: reuse the user's unused take, else check
 // the user's count for a new take (stock was checked by its sold-out flag).
-// A new take comes back unrecorded and holding no stock: drawTake reserves
-// its activity unit together with the drawn award's (StockBatch) and
-// records it together with its draw (Orders.TakeDraw), one write instead
-// of two.
-func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time) (take *Take, isNew bool, err error) {
+// Without read it skips the store and answers a new take: the first draw of
+// a user, the common case, costs no read, and the take's own write checks
+// the count. A new take comes back unrecorded and holding no stock:
+// drawTake reserves its activity unit together with the drawn award's
+// (StockBatch) and records it together with its draw (Orders.TakeDraw),
+// one write instead of two.
+func (s *Service) partake(ctx context.Context, userID string, act *Activity, now time.Time, read bool) (take *Take, isNew bool, err error) {
+	if !read {
+		return s.newTake(userID, act, now), true, nil
+	}
 	us, err := s.d.Orders.UserState(ctx, userID, act.ID)
 	if err != nil {
 		return nil, false, fmt.Errorf("partake: user state: %w", err)
@@ -230,7 +256,11 @@ func (s *Service) partake(ctx context.Context, userID string, act *Activity, now
 	if us.Left == 0 {
 		return nil, false, fmt.Errorf("user %q in activity %d: %w", userID, act.ID, ErrLimitReached)
 	}
-	return &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}, true, nil
+	return s.newTake(userID, act, now), true, nil
+}
+
+func (s *Service) newTake(userID string, act *Activity, now time.Time) *Take {
+	return &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}
 }
 
 // reservePair reserves the activity unit of a new take (actKey) together

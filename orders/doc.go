@@ -37,6 +37,11 @@
 //     and both adapters embed them; a dialect value carries what differs:
 //     the schema, the count decrement, the savepoint statements, the pending
 //     query's shape, the error mapping, and whether a batch may be retried.
+//   - Grant moves grant_state 0 -> 1 and sets mq_state 1 in the same
+//     statement: a delivered invoice was published. SetMQState leaves an
+//     order already in the asked state alone (no row write), so the relay's
+//     confirmation of an order granted first costs a key lookup, not an
+//     update of the row and of its (mq_state, order_time) index.
 //   - Group commit. A winning draw writes several rows; SQLite does about
 //     17k single-row transactions a second on the target machine but far
 //     more rows inside larger transactions, and on MySQL every statement is

@@ -536,7 +536,9 @@ func writeSQL(d *dialect, k writeKind, tb int) string {
 	case wInsertOrder:
 		return `INSERT INTO ` + export + exportColumns + exportRow
 	case wGrant:
-		return `UPDATE ` + export + ` SET grant_state = 1, update_time = ? WHERE order_id = ? AND user_id = ? AND grant_state = 0`
+		// A grant proves the invoice was published: it also moves mq_state to
+		// 1, so the relay's later confirmation finds nothing to write.
+		return `UPDATE ` + export + ` SET grant_state = 1, mq_state = 1, update_time = ? WHERE order_id = ? AND user_id = ? AND grant_state = 0`
 	case wOrderExists:
 		return `SELECT 1 FROM ` + export + ` WHERE order_id = ? AND user_id = ?`
 	case wSavepoint, wRelease, wRollbackTo:
@@ -997,7 +999,7 @@ func (p *bulkPlan) writes() []sqlText {
 				args = append(args, g.orderID)
 			}
 			out = append(out, sqlText{
-				query: `UPDATE ` + ShardTable(TableExport, tb) + ` SET grant_state = 1, update_time = ?
+				query: `UPDATE ` + ShardTable(TableExport, tb) + ` SET grant_state = 1, mq_state = 1, update_time = ?
 					WHERE order_id IN (` + marks(len(gs)) + `)`,
 				args: args,
 			})

@@ -294,8 +294,8 @@ func TestGroupCommitBulk(t *testing.T) {
 		if st, err := s.UserState(ctx, "u1", 1); err != nil || st.Unused != nil {
 			t.Errorf("u1's take is still unused after its draw: %+v, %v", st, err)
 		}
-		if os, err := s.UserOrders(ctx, "g1", 5); err != nil || len(os) != 1 || os[0].GrantState != lottery.GrantDone {
-			t.Errorf("g1's orders after the grants: %+v, %v", os, err)
+		if os, err := s.UserOrders(ctx, "g1", 5); err != nil || len(os) != 1 || os[0].GrantState != lottery.GrantDone || os[0].MQState != lottery.MQSent {
+			t.Errorf("g1's orders after the grants: %+v, %v; want granted, mq_state 1", os, err)
 		}
 		if os, err := s.UserOrders(ctx, "u1", 5); err != nil || len(os) != 1 {
 			t.Errorf("u1 has %d orders after two draws of one take, want 1 (%v)", len(os), err)
@@ -304,7 +304,7 @@ func TestGroupCommitBulk(t *testing.T) {
 		// Requests that only write (SetMQState's) ride along, and alone.
 		mq := func(orderID int64, user string, tb int) *request {
 			refs := []lottery.OrderRef{{UserID: user, OrderID: orderID}}
-			return execRequest(ctx, []sqlText{{query: setMQSQL(tb, 1), args: setMQArgs(lottery.MQSent, 4000, refs)}})
+			return execRequest(ctx, []sqlText{{query: setMQSQL(tb, 1), args: setMQArgs(lottery.MQFailed, 4000, refs)}})
 		}
 		for _, c := range []struct {
 			batch []*request
@@ -315,8 +315,8 @@ func TestGroupCommitBulk(t *testing.T) {
 		} {
 			run(c.batch...)
 			wantErrs("batch with writes", c.batch, nil, c.want)
-			if os, err := s.UserOrders(ctx, "g1", 5); err != nil || len(os) != 1 || os[0].MQState != lottery.MQSent {
-				t.Errorf("g1's orders after SetMQState: %+v, %v", os, err)
+			if os, err := s.UserOrders(ctx, "g1", 5); err != nil || len(os) != 1 || os[0].MQState != lottery.MQFailed {
+				t.Errorf("g1's orders after SetMQState(2): %+v, %v", os, err)
 			}
 		}
 

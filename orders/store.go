@@ -714,14 +714,16 @@ func execRequest(ctx context.Context, stmts []sqlText) *request {
 
 // setMQSQL updates n orders of table tb by order id. Order ids are unique;
 // the user ids only keep a wrong ref from touching another user's order.
+// An order already in the state is left alone: the relay's confirmation of
+// an order its grant already moved to 1 finds the row and writes nothing.
 func setMQSQL(tb, n int) string {
 	ms := marks(n)
 	return `UPDATE ` + ShardTable(TableExport, tb) + ` SET mq_state = ?, update_time = ?
-		WHERE order_id IN (` + ms + `) AND user_id IN (` + ms + `)`
+		WHERE order_id IN (` + ms + `) AND user_id IN (` + ms + `) AND mq_state <> ?`
 }
 
 func setMQArgs(state lottery.MQState, now int64, refs []lottery.OrderRef) []any {
-	args := make([]any, 0, 2+2*len(refs))
+	args := make([]any, 0, 3+2*len(refs))
 	args = append(args, state, now)
 	for _, r := range refs {
 		args = append(args, r.OrderID)
@@ -729,7 +731,7 @@ func setMQArgs(state lottery.MQState, now int64, refs []lottery.OrderRef) []any 
 	for _, r := range refs {
 		args = append(args, r.UserID)
 	}
-	return args
+	return append(args, state)
 }
 
 // orderColumns is the column list scanOrder reads.

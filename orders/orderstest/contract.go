@@ -670,9 +670,10 @@ func (c *contract) grant(t *testing.T) {
 			t.Fatalf("Grant #%d = %v, %v; want %v", i+1, moved, err, want)
 		}
 	}
+	// The grant proves the invoice was published: mq_state 1 too.
 	os, _ := st.UserOrders(ctx, "gina", 1)
-	if len(os) != 1 || os[0].GrantState != lottery.GrantDone {
-		t.Fatalf("UserOrders after Grant = %+v", os)
+	if len(os) != 1 || os[0].GrantState != lottery.GrantDone || os[0].MQState != lottery.MQSent {
+		t.Fatalf("UserOrders after Grant = %+v, want granted with mq_state 1", os)
 	}
 	_, err := st.Grant(ctx, lottery.OrderRef{UserID: "gina", OrderID: o.ID + 1})
 	wantErr(t, "Grant(unknown)", err, lottery.ErrNotFound)
