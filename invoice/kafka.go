@@ -458,6 +458,7 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	marked := 0
 	batch := make([]*sarama.ConsumerMessage, 0, deliverBatch)
 	done := make([]bool, deliverBatch)
+	invs := make([]lottery.Invoice, deliverBatch)
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
@@ -479,12 +480,16 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 					break fill
 				}
 			}
-			for _, m := range batch { // before any delivery of the batch moves the mark
-				h.c.noteRedelivery(m)
-			}
+			// Decoded here, not in the delivering goroutines: JSON's
+			// reflection needs a deep stack, which this goroutine has grown
+			// once and a fresh one would grow (copy) for every message.
 			var wg sync.WaitGroup
 			for i, m := range batch {
-				wg.Go(func() { done[i] = h.c.handle(sess, m) })
+				h.c.noteRedelivery(m) // before any delivery of the batch moves the mark
+				if done[i] = !h.c.decode(sess.Context(), m, &invs[i]); done[i] {
+					continue // malformed: skipped, marked with the rest
+				}
+				wg.Go(func() { done[i] = h.c.deliver(sess, m, invs[i]) })
 			}
 			wg.Wait()
 			// Mark in offset order and stop at the first message not done:
@@ -509,21 +514,28 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 // deliverBatch bounds how many messages of one claim are delivered at once.
 const deliverBatch = 64
 
-// handle delivers one message, retrying transient errors until it succeeds
-// or the session ends. It reports true (the caller may mark the message)
-// unless the session ended first.
-func (c *Consumer) handle(sess sarama.ConsumerGroupSession, msg *sarama.ConsumerMessage) bool {
-	ctx := sess.Context()
-	var inv lottery.Invoice
-	if err := json.Unmarshal(msg.Value, &inv); err != nil || inv.OrderID == 0 || inv.UserID == "" {
-		if err == nil {
-			err = errors.New("no order id or user id")
-		}
+// decode reads the invoice of msg into inv. A malformed one is counted,
+// logged and reported false: it is skipped (marked without a delivery).
+func (c *Consumer) decode(ctx context.Context, msg *sarama.ConsumerMessage, inv *lottery.Invoice) bool {
+	*inv = lottery.Invoice{}
+	err := json.Unmarshal(msg.Value, inv)
+	if err == nil && (inv.OrderID == 0 || inv.UserID == "") {
+		err = errors.New("no order id or user id")
+	}
+	if err != nil {
 		c.skipped.Add(1)
 		c.log.WarnContext(ctx, "invoice consumer: malformed invoice skipped",
 			"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
-		return true
+		return false
 	}
+	return true
+}
+
+// deliver delivers the invoice of one message, retrying transient errors
+// until it succeeds or the session ends. It reports true (the caller may
+// mark the message) unless the session ended first.
+func (c *Consumer) deliver(sess sarama.ConsumerGroupSession, msg *sarama.ConsumerMessage, inv lottery.Invoice) bool {
+	ctx := sess.Context()
 	wait := c.cfg.Backoff
 	for {
 		err := c.h.Deliver(ctx, inv)

@@ -47,9 +47,15 @@
 //     more rows inside larger transactions, and on MySQL every statement is
 //     a round trip and every commit a redo-log write. So writes to a shard
 //     database (Take, Draw, TakeDraw, SetMQState, Grant) go to that
-//     database's writer goroutine, which owns one connection, takes every
+//     database's writer, whose goroutine owns one connection, takes every
 //     request waiting (up to 128), runs them in one transaction and commits
-//     once. A batch first
+//     once. On MySQL a writer runs two such goroutines, each on its own
+//     connection and sharing the queue, so one batch is gathered and sent
+//     while the server runs the other (on the 2-core target machine, 10%
+//     more all-win draws per second; batches of different users touch
+//     different rows, and two that meet are serialised by row locks or
+//     rolled back by a deadlock and run again, as batches of two edges are).
+//     SQLite has one writer per file. A batch first
 //     runs without savepoints; only if a request failed on its own terms
 //     (limit reached, take used, conflict, bad input) after writing does it
 //     run again with a SAVEPOINT per request, rolling that request back and

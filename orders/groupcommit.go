@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,7 +88,7 @@ type request struct {
 // errClosed answers requests made after Close.
 var errClosed = fmt.Errorf("store closed: %w", lottery.ErrUnavailable)
 
-func newWriter(name string, d *dialect, db *sql.DB, stmts []*sql.Stmt, tbCount int, timeout time.Duration) *writer {
+func newWriter(name string, d *dialect, db *sql.DB, stmts []*sql.Stmt, tbCount int, timeout time.Duration, loops int) *writer {
 	w := &writer{
 		name:    name,
 		d:       d,
@@ -99,7 +100,14 @@ func newWriter(name string, d *dialect, db *sql.DB, stmts []*sql.Stmt, tbCount i
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	go w.loop()
+	var wg sync.WaitGroup
+	for range loops {
+		wg.Go(w.loop)
+	}
+	go func() {
+		wg.Wait()
+		close(w.done)
+	}()
 	return w
 }
 
@@ -128,7 +136,6 @@ func (w *writer) stop() {
 }
 
 func (w *writer) loop() {
-	defer close(w.done)
 	reqs := make([]*request, 0, maxBatch)
 	for {
 		select {

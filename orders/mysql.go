@@ -227,8 +227,8 @@ func (s *MySQL) open() error {
 		if sh.wdb, err = mysqlPool(mc, t, false, true, writerInit); err != nil {
 			return err
 		}
-		sh.wdb.SetMaxOpenConns(1)
-		sh.wdb.SetMaxIdleConns(1)
+		sh.wdb.SetMaxOpenConns(mysqlDialect.writers)
+		sh.wdb.SetMaxIdleConns(mysqlDialect.writers)
 		if sh.rdb, err = mysqlPool(mc, t, false, false, nil); err != nil {
 			return err
 		}
@@ -364,6 +364,9 @@ var mysqlDialect = &dialect{
 	multiStatements: true,
 	statementErr:    mysqlStatementErr,
 	batchReads:      1,
+	// Two batches in flight per shard database: while the server runs one,
+	// the next is gathered and sent, and the server's second core works.
+	writers: 2,
 }
 
 // mysqlStatementErr reports the errors only a statement answers, never a

@@ -90,6 +90,10 @@ type dialect struct {
 	// the users' states of concurrent UserState calls together, one query
 	// for all that are waiting (see stateReader); 0 reads each on its own.
 	batchReads int
+	// writers is the number of group commits that may run at once on a
+	// shard database, each on its own connection (0 means 1). SQLite has one
+	// writer per file.
+	writers int
 	// statementErr reports whether an error of a text of several
 	// statements is one a statement answered, which stops the text before
 	// its COMMIT (see runBulkConn).
@@ -122,7 +126,7 @@ func (s *store) start(ctx context.Context, batchTimeout time.Duration) error {
 		}
 	}
 	for _, sh := range s.shards {
-		sh.w = newWriter(sh.name, s.d, sh.wdb, sh.wstmt, s.router.TBCount, batchTimeout)
+		sh.w = newWriter(sh.name, s.d, sh.wdb, sh.wstmt, s.router.TBCount, batchTimeout, max(s.d.writers, 1))
 		if s.d.batchReads > 0 {
 			sh.states = newStateReader(sh.rdb, s.d.batchReads, batchTimeout)
 		}
