@@ -48,14 +48,14 @@ func TestContractExternal(t *testing.T) {
 	// A fresh topic: the shared broker keeps what earlier runs and other
 	// users published.
 	topic := fmt.Sprintf("lottery_invoice_test_%d", time.Now().UnixNano())
+	if err := invoice.EnsureTopic(brokers, topic, invoice.DefaultPartitions, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	admin, err := sarama.NewClusterAdmin(brokers, sarama.NewConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: invoice.DefaultPartitions, ReplicationFactor: 1}, false); err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
 	defer func() { _ = admin.DeleteTopic(topic) }()
 	invoicetest.RunTopic(t, func(*testing.T) []string { return brokers }, topic)
 }
@@ -73,6 +73,29 @@ func TestBrokerSeedsTopic(t *testing.T) {
 	parts, err := cl.Partitions("seeded")
 	if err != nil || len(parts) != 3 {
 		t.Fatalf("partitions %v, %v; want 3", parts, err)
+	}
+}
+
+func TestEnsureTopic(t *testing.T) {
+	b := startBroker(t, invoice.BrokerConfig{})
+	for range 2 { // the second finds it
+		if err := invoice.EnsureTopic(b.Addrs(), "made", 3, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := sarama.NewClient(b.Addrs(), sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if parts, err := cl.Partitions("made"); err != nil || len(parts) != 3 {
+		t.Fatalf("partitions %v, %v; want 3", parts, err)
+	}
+	if err := invoice.EnsureTopic(b.Addrs(), "", 3, time.Second); !errors.Is(err, lottery.ErrInvalid) {
+		t.Errorf("no topic: %v, want ErrInvalid", err)
+	}
+	if err := invoice.EnsureTopic([]string{"127.0.0.1:1"}, "x", 3, time.Second); !errors.Is(err, lottery.ErrUnavailable) {
+		t.Errorf("no broker: %v, want ErrUnavailable", err)
 	}
 }
 
