@@ -126,7 +126,9 @@ func (d *Distributor) Deliver(ctx context.Context, inv lottery.Invoice) error {
 		d.granted.Add(1)
 	} else {
 		d.duplicates.Add(1)
-		d.log.DebugContext(ctx, "invoice: order already granted", "order", inv.OrderID, "user", inv.UserID)
+		if d.debugging(ctx) {
+			d.log.DebugContext(ctx, "invoice: order already granted", "order", inv.OrderID, "user", inv.UserID)
+		}
 	}
 	return nil
 }
@@ -170,7 +172,9 @@ func deliveryOf(inv lottery.Invoice) Delivery {
 // description delivers award type 1: the prize is its description, there
 // is nothing to send.
 func (d *Distributor) description(ctx context.Context, inv lottery.Invoice) Delivery {
-	d.log.DebugContext(ctx, "invoice: description award, nothing to send", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID)
+	if d.debugging(ctx) {
+		d.log.DebugContext(ctx, "invoice: description award, nothing to send", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID)
+	}
 	return deliveryOf(inv)
 }
 
@@ -178,7 +182,9 @@ func (d *Distributor) description(ctx context.Context, inv lottery.Invoice) Deli
 func (d *Distributor) redeemCode(ctx context.Context, inv lottery.Invoice) Delivery {
 	dl := deliveryOf(inv)
 	dl.Code = d.RedeemCode(inv.OrderID)
-	d.log.DebugContext(ctx, "invoice: redeem code issued", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID)
+	if d.debugging(ctx) {
+		d.log.DebugContext(ctx, "invoice: redeem code issued", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID)
+	}
 	return dl
 }
 
@@ -187,7 +193,9 @@ func (d *Distributor) redeemCode(ctx context.Context, inv lottery.Invoice) Deliv
 func (d *Distributor) coupon(ctx context.Context, inv lottery.Invoice) Delivery {
 	dl := deliveryOf(inv)
 	dl.Code = d.CouponCode(inv.OrderID)
-	d.log.DebugContext(ctx, "invoice: coupon issued", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID, "coupon", inv.Award.Content)
+	if d.debugging(ctx) {
+		d.log.DebugContext(ctx, "invoice: coupon issued", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID, "coupon", inv.Award.Content)
+	}
 	return dl
 }
 
@@ -196,6 +204,14 @@ func (d *Distributor) coupon(ctx context.Context, inv lottery.Invoice) Delivery 
 func (d *Distributor) goods(ctx context.Context, inv lottery.Invoice) Delivery {
 	dl := deliveryOf(inv)
 	dl.AddressRequest = true
-	d.log.DebugContext(ctx, "invoice: address requested for goods", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID)
+	if d.debugging(ctx) {
+		d.log.DebugContext(ctx, "invoice: address requested for goods", "order", inv.OrderID, "user", inv.UserID, "award", inv.Award.ID)
+	}
 	return dl
+}
+
+// debugging reports whether debug records are kept: the per-delivery debug
+// lines are built only then (their arguments would be boxed for nothing).
+func (d *Distributor) debugging(ctx context.Context) bool {
+	return d.log.Enabled(ctx, slog.LevelDebug)
 }

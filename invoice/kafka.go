@@ -459,6 +459,25 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	batch := make([]*sarama.ConsumerMessage, 0, deliverBatch)
 	done := make([]bool, deliverBatch)
 	invs := make([]lottery.Invoice, deliverBatch)
+	// The claim's deliveries run on deliverBatch goroutines that live as
+	// long as the claim, not one per message: a fresh goroutine starts on a
+	// small stack and grows (copies) it in the delivery's deeper calls, every
+	// time. Each takes the index of a message of the batch.
+	var wg sync.WaitGroup
+	work := make(chan int)
+	var workers sync.WaitGroup
+	defer func() {
+		close(work)
+		workers.Wait()
+	}()
+	for range deliverBatch {
+		workers.Go(func() {
+			for i := range work {
+				done[i] = h.c.deliver(sess, batch[i], invs[i])
+				wg.Done()
+			}
+		})
+	}
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
@@ -480,16 +499,13 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 					break fill
 				}
 			}
-			// Decoded here, not in the delivering goroutines: JSON's
-			// reflection needs a deep stack, which this goroutine has grown
-			// once and a fresh one would grow (copy) for every message.
-			var wg sync.WaitGroup
 			for i, m := range batch {
 				h.c.noteRedelivery(m) // before any delivery of the batch moves the mark
 				if done[i] = !h.c.decode(sess.Context(), m, &invs[i]); done[i] {
 					continue // malformed: skipped, marked with the rest
 				}
-				wg.Go(func() { done[i] = h.c.deliver(sess, m, invs[i]) })
+				wg.Add(1)
+				work <- i
 			}
 			wg.Wait()
 			// Mark in offset order and stop at the first message not done:
