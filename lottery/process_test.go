@@ -743,6 +743,52 @@ func TestNewTakeWithoutRead(t *testing.T) {
 	}
 }
 
+// countingCatalog counts the activity reads of the draw path.
+type countingCatalog struct {
+	lottery.CatalogAdmin
+	reads atomic.Int64
+}
+
+func (c *countingCatalog) Activity(ctx context.Context, id int64) (*lottery.Activity, error) {
+	c.reads.Add(1)
+	return c.CatalogAdmin.Activity(ctx, id)
+}
+
+// When the cached activity expires, one draw reads the catalog again and
+// the draws beside it go on with the cached entry.
+func TestCatalogExpiryReadsOnce(t *testing.T) {
+	ctx := t.Context()
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	var cat *countingCatalog
+	e := newEnv(t, withClock(func() time.Time { return time.Unix(0, clock.Load()) }), func(d *lottery.Deps, c *lottery.ServiceConfig) {
+		cat = &countingCatalog{CatalogAdmin: d.Catalog}
+		d.Catalog = cat
+		c.CatalogTTL = time.Second
+	})
+	const id = 7010
+	e.deploy(t, activityDef{id: id, stock: 1000, awards: []award{{"A", 1000, 1}}})
+	if _, err := e.svc.Draw(ctx, "first", id); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		clock.Add(int64(1500 * time.Millisecond)) // past the TTL, within twice it
+		before := cat.reads.Load()
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				if _, err := e.svc.Draw(ctx, fmt.Sprintf("u%d-%d", round, i), id); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := cat.reads.Load() - before; n != 1 {
+			t.Errorf("round %d: 50 draws after the expiry read the activity %d times, want 1", round, n)
+		}
+	}
+}
+
 // ---- the activity-state job ----
 
 func TestStateJobPages(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -62,6 +63,9 @@ type entry struct {
 	act    *Activity
 	strat  *Strategy
 	loaded time.Time
+	// refreshing is set by the one draw that reads an expired entry again;
+	// the others serve it meanwhile.
+	refreshing atomic.Bool
 }
 
 // NewService checks deps and returns a Service.
@@ -441,22 +445,42 @@ func (s *Service) reserve(ctx context.Context, key StockKey, act *Activity) (Res
 	return r, err
 }
 
-// load returns the activity and its strategy, cached for CatalogTTL.
+// load returns the activity and its strategy, cached for CatalogTTL. When
+// the entry expires, one draw reads the catalog again while the others go
+// on with the entry they have (at most twice the TTL old): without that,
+// every draw in flight at the expiry read the catalog, some hundred reads a
+// second at a few thousand draws a second.
 func (s *Service) load(ctx context.Context, id int64, now time.Time) (*Activity, *Strategy, error) {
+	var old *entry
 	if v, ok := s.cache.Load(id); ok {
-		e := v.(*entry)
-		if now.Sub(e.loaded) < s.cfg.CatalogTTL {
-			return e.act, e.strat, nil
+		old = v.(*entry)
+		age := now.Sub(old.loaded)
+		if age < s.cfg.CatalogTTL {
+			return old.act, old.strat, nil
+		}
+		if !old.refreshing.CompareAndSwap(false, true) && age < 2*s.cfg.CatalogTTL {
+			return old.act, old.strat, nil
 		}
 	}
 	act, err := s.d.Catalog.Activity(ctx, id)
-	if err != nil {
-		return nil, nil, fmt.Errorf("activity %d: %w", id, err)
+	if err == nil {
+		var strat *Strategy
+		if strat, err = s.d.Catalog.Strategy(ctx, act.StrategyID); err != nil {
+			err = fmt.Errorf("activity %d: strategy %d: %w", id, act.StrategyID, err)
+		} else {
+			return s.remember(id, act, strat, now)
+		}
+	} else {
+		err = fmt.Errorf("activity %d: %w", id, err)
 	}
-	strat, err := s.d.Catalog.Strategy(ctx, act.StrategyID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("activity %d: strategy %d: %w", id, act.StrategyID, err)
+	if old != nil {
+		old.refreshing.Store(false) // the next draw tries again
 	}
+	return nil, nil, err
+}
+
+// remember caches act and strat as the entry of activity id.
+func (s *Service) remember(id int64, act *Activity, strat *Strategy, now time.Time) (*Activity, *Strategy, error) {
 	// Keep the cached strategy pointer when nothing changed, so drawers keep
 	// their prepared tables.
 	if v, ok := s.cache.Load(id); ok {
