@@ -36,6 +36,9 @@
 //     too; so an unused take is reused once the count is used up, and a
 //     user never draws more than takeCount times. This spares the store a
 //     read per draw, which was a fifth of MariaDB's CPU per all-win draw.
+//     While the orders store is down, a draw reserves its units and gives
+//     them back when the write fails (the read used to fail first): the
+//     answer is the same 503, at the cost of a stock round trip.
 //   - The outbox confirms in bulk: the relay writes a failed publish's
 //     mq_state 2 at once, but an acknowledgement's 1 waits up to
 //     RelayConfig.ConfirmEvery with the others of that time; a grant moves
