@@ -107,30 +107,59 @@ func NewDistributor(g lottery.Granter, opts ...Option) *Distributor {
 // An unknown award type is an error wrapping lottery.ErrInvalid, which the
 // Consumer logs and skips instead of retrying.
 func (d *Distributor) Deliver(ctx context.Context, inv lottery.Invoice) error {
-	t := inv.Award.Type
-	if t < 0 || int(t) >= len(d.byType) || d.byType[t] == nil {
-		d.rejected.Add(1)
-		return fmt.Errorf("invoice: order %d: %w: unknown award type %d", inv.OrderID, lottery.ErrInvalid, int8(t))
-	}
-	dl := d.byType[t](ctx, inv)
-	if d.sink != nil {
-		if err := d.sink.Send(ctx, dl); err != nil {
-			return fmt.Errorf("invoice: send %s of order %d: %w", t, inv.OrderID, err)
+	var errs [1]error
+	d.DeliverEach(ctx, []lottery.Invoice{inv}, errs[:])
+	return errs[0]
+}
+
+// DeliverEach delivers invs as Deliver would, errs[i] being the answer for
+// invs[i], and grants the orders together when the Granter takes several
+// at once (lottery.GrantBatch): one store write for a consumer's batch.
+func (d *Distributor) DeliverEach(ctx context.Context, invs []lottery.Invoice, errs []error) {
+	refs := make([]lottery.OrderRef, 0, len(invs))
+	idx := make([]int, 0, len(invs)) // the invoice of each ref
+	for i, inv := range invs {
+		errs[i] = nil
+		t := inv.Award.Type
+		if t < 0 || int(t) >= len(d.byType) || d.byType[t] == nil {
+			d.rejected.Add(1)
+			errs[i] = fmt.Errorf("invoice: order %d: %w: unknown award type %d", inv.OrderID, lottery.ErrInvalid, int8(t))
+			continue
 		}
+		dl := d.byType[t](ctx, inv)
+		if d.sink != nil {
+			if err := d.sink.Send(ctx, dl); err != nil {
+				errs[i] = fmt.Errorf("invoice: send %s of order %d: %w", t, inv.OrderID, err)
+				continue
+			}
+		}
+		refs, idx = append(refs, dl.Ref), append(idx, i)
 	}
-	ok, err := d.g.Grant(ctx, dl.Ref)
-	if err != nil {
-		return fmt.Errorf("invoice: grant order %d: %w", inv.OrderID, err)
+	if len(refs) == 0 {
+		return
 	}
-	if ok {
-		d.granted.Add(1)
+	moved, gerrs := make([]bool, len(refs)), make([]error, len(refs))
+	if gb, ok := d.g.(lottery.GrantBatch); ok {
+		gb.GrantEach(ctx, refs, moved, gerrs)
 	} else {
-		d.duplicates.Add(1)
-		if d.debugging(ctx) {
-			d.log.DebugContext(ctx, "invoice: order already granted", "order", inv.OrderID, "user", inv.UserID)
+		for j, ref := range refs {
+			moved[j], gerrs[j] = d.g.Grant(ctx, ref)
 		}
 	}
-	return nil
+	for j, i := range idx {
+		inv := invs[i]
+		switch {
+		case gerrs[j] != nil:
+			errs[i] = fmt.Errorf("invoice: grant order %d: %w", inv.OrderID, gerrs[j])
+		case moved[j]:
+			d.granted.Add(1)
+		default:
+			d.duplicates.Add(1)
+			if d.debugging(ctx) {
+				d.log.DebugContext(ctx, "invoice: order already granted", "order", inv.OrderID, "user", inv.UserID)
+			}
+		}
+	}
 }
 
 // Stats returns the distributor's counters.

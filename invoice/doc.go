@@ -36,8 +36,12 @@
 //     answered once FetchMin bytes are ready (32 KiB, about a hundred
 //     invoices) or after FetchWait (100ms), so under load invoices arrive
 //     in hundreds and an idle one waits at most 100ms. The messages
-//     of a claim that are already waiting (up to 64) are delivered
-//     concurrently, so the store's group commit grants them together; they
+//     of a claim that are already waiting (up to 64) are decoded on the
+//     claim's goroutine and delivered together: a BatchHandler (the
+//     Distributor, whose store grants them in one write per shard database,
+//     lottery.GrantBatch) gets them in one call, a plain Handler
+//     concurrently, so the store's group commit still grants them together;
+//     a transient failure retries the failed ones together; they
 //     are marked in offset order, stopping at the first one not delivered,
 //     so a mark never passes an undelivered message. An offset is
 //     marked only after the handler succeeded and committed when the claim

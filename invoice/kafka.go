@@ -268,6 +268,15 @@ type Handler interface {
 	Deliver(ctx context.Context, inv lottery.Invoice) error
 }
 
+// BatchHandler is a Handler that also delivers several invoices in one
+// call, errs[i] being what Deliver of invs[i] would answer. The Consumer
+// hands it a claim's batch at once (the Distributor is one: one store write
+// grants the batch); a plain Handler gets the batch's invoices concurrently.
+type BatchHandler interface {
+	Handler
+	DeliverEach(ctx context.Context, invs []lottery.Invoice, errs []error)
+}
+
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
 	// Brokers are the bootstrap addresses (host:port).
@@ -459,25 +468,6 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	batch := make([]*sarama.ConsumerMessage, 0, deliverBatch)
 	done := make([]bool, deliverBatch)
 	invs := make([]lottery.Invoice, deliverBatch)
-	// The claim's deliveries run on deliverBatch goroutines that live as
-	// long as the claim, not one per message: a fresh goroutine starts on a
-	// small stack and grows (copies) it in the delivery's deeper calls, every
-	// time. Each takes the index of a message of the batch.
-	var wg sync.WaitGroup
-	work := make(chan int)
-	var workers sync.WaitGroup
-	defer func() {
-		close(work)
-		workers.Wait()
-	}()
-	for range deliverBatch {
-		workers.Go(func() {
-			for i := range work {
-				done[i] = h.c.deliver(sess, batch[i], invs[i])
-				wg.Done()
-			}
-		})
-	}
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
@@ -501,13 +491,10 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 			}
 			for i, m := range batch {
 				h.c.noteRedelivery(m) // before any delivery of the batch moves the mark
-				if done[i] = !h.c.decode(sess.Context(), m, &invs[i]); done[i] {
-					continue // malformed: skipped, marked with the rest
-				}
-				wg.Add(1)
-				work <- i
+				// A malformed one is skipped: marked with the rest.
+				done[i] = !h.c.decode(sess.Context(), m, &invs[i])
 			}
-			wg.Wait()
+			h.c.deliver(sess, batch, invs[:len(batch)], done[:len(batch)])
 			// Mark in offset order and stop at the first message not done:
 			// marking a later offset would commit past it.
 			for i, m := range batch {
@@ -547,37 +534,72 @@ func (c *Consumer) decode(ctx context.Context, msg *sarama.ConsumerMessage, inv 
 	return true
 }
 
-// deliver delivers the invoice of one message, retrying transient errors
-// until it succeeds or the session ends. It reports true (the caller may
-// mark the message) unless the session ended first.
-func (c *Consumer) deliver(sess sarama.ConsumerGroupSession, msg *sarama.ConsumerMessage, inv lottery.Invoice) bool {
+// deliver delivers the invoices of msgs not yet done, retrying those that
+// fail transiently, all together, with a doubling backoff until they
+// succeed or the session ends; it sets done[i] for each message the caller
+// may mark (delivered, or skipped as undeliverable).
+func (c *Consumer) deliver(sess sarama.ConsumerGroupSession, msgs []*sarama.ConsumerMessage, invs []lottery.Invoice, done []bool) {
 	ctx := sess.Context()
-	wait := c.cfg.Backoff
-	for {
-		err := c.h.Deliver(ctx, inv)
-		if err == nil {
-			c.delivered.Add(1)
-			c.noteDelivered(msg)
-			return true
+	var todo []int
+	for i := range msgs {
+		if !done[i] {
+			todo = append(todo, i)
 		}
-		c.failures.Add(1)
-		if errors.Is(err, lottery.ErrInvalid) || errors.Is(err, lottery.ErrNotFound) {
-			c.skipped.Add(1)
-			c.log.ErrorContext(ctx, "invoice consumer: undeliverable invoice skipped",
-				"order", inv.OrderID, "user", inv.UserID, "partition", msg.Partition, "offset", msg.Offset, "err", err)
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		c.log.WarnContext(ctx, "invoice consumer: delivery failed, retrying",
-			"order", inv.OrderID, "user", inv.UserID, "retry_in", wait, "err", err)
-		if !sleep(ctx, wait) {
-			return false
-		}
-		c.retries.Add(1)
-		wait = min(2*wait, c.cfg.MaxBackoff)
 	}
+	wait := c.cfg.Backoff
+	for len(todo) > 0 {
+		errs := c.deliverEach(ctx, invs, todo)
+		var retry []int
+		for k, i := range todo {
+			err := errs[k]
+			if err == nil {
+				c.delivered.Add(1)
+				c.noteDelivered(msgs[i])
+				done[i] = true
+				continue
+			}
+			c.failures.Add(1)
+			if errors.Is(err, lottery.ErrInvalid) || errors.Is(err, lottery.ErrNotFound) {
+				c.skipped.Add(1)
+				c.log.ErrorContext(ctx, "invoice consumer: undeliverable invoice skipped",
+					"order", invs[i].OrderID, "user", invs[i].UserID, "partition", msgs[i].Partition, "offset", msgs[i].Offset, "err", err)
+				done[i] = true
+				continue
+			}
+			if len(retry) == 0 && ctx.Err() == nil {
+				c.log.WarnContext(ctx, "invoice consumer: delivery failed, retrying",
+					"order", invs[i].OrderID, "user", invs[i].UserID, "retry_in", wait, "err", err)
+			}
+			retry = append(retry, i)
+		}
+		if len(retry) == 0 || ctx.Err() != nil || !sleep(ctx, wait) {
+			return // the session ended: what is left stays unmarked
+		}
+		c.retries.Add(uint64(len(retry)))
+		wait = min(2*wait, c.cfg.MaxBackoff)
+		todo = retry
+	}
+}
+
+// deliverEach hands the invoices at idx to the handler and returns their
+// answers in the order of idx: in one call to a BatchHandler, else
+// concurrently, so the store's group commit still grants them together.
+func (c *Consumer) deliverEach(ctx context.Context, invs []lottery.Invoice, idx []int) []error {
+	errs := make([]error, len(idx))
+	if bh, ok := c.h.(BatchHandler); ok {
+		sub := make([]lottery.Invoice, len(idx))
+		for k, i := range idx {
+			sub[k] = invs[i]
+		}
+		bh.DeliverEach(ctx, sub, errs)
+		return errs
+	}
+	var wg sync.WaitGroup
+	for k, i := range idx {
+		wg.Go(func() { errs[k] = c.h.Deliver(ctx, invs[i]) })
+	}
+	wg.Wait()
+	return errs
 }
 
 func (c *Consumer) noteRedelivery(msg *sarama.ConsumerMessage) {

@@ -89,6 +89,14 @@ type Granter interface {
 	Grant(ctx context.Context, ref OrderRef) (bool, error)
 }
 
+// GrantBatch is a Granter that records several deliveries in one call (the
+// invoice consumer's batch): moved[i] and errs[i] are what Grant of refs[i]
+// would answer. Both order stores implement it with one write per shard
+// database.
+type GrantBatch interface {
+	GrantEach(ctx context.Context, refs []OrderRef, moved []bool, errs []error)
+}
+
 // Catalog reads activity configuration.
 type Catalog interface {
 	Activity(ctx context.Context, id int64) (*Activity, error)

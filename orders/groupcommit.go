@@ -71,13 +71,16 @@ type writer struct {
 type request struct {
 	ctx context.Context
 	op  func(b *batch) error
-	// At most one of take, draw, grant and stmts is set: the request's
+	// At most one of take, draw, grants and stmts is set: the request's
 	// arguments in a form the writer may run together with other requests
 	// of its kind in multi-row statements (see runBulk); op then does the
 	// same one request at a time, the path a batch falls back to.
-	take  *takeReq
-	draw  *drawReq
-	grant *grantReq
+	take *takeReq
+	draw *drawReq
+	// grants are one or more grants (GrantEach sends a consumer's batch
+	// as one request); each has its own answer, and an order that does not
+	// exist is that grant's ErrNotFound, not the request's error.
+	grants []*grantReq
 	// stmts, if set, are what op runs, and what the multi-row path adds to
 	// its writes: a request that writes without deciding anything.
 	stmts []sqlText
@@ -618,20 +621,21 @@ type drawReq struct {
 	order   []any
 }
 
-// grantReq is the arguments of a Grant; moved is its answer.
+// grantReq is the arguments of a Grant; moved and err are its answer.
 type grantReq struct {
 	tb      int
 	orderID int64
 	userID  string
 	now     int64
 	moved   bool
+	err     error
 }
 
 // bulkable counts the requests runBulk runs in multi-row statements.
 func bulkable(reqs []*request) int {
 	n := 0
 	for _, r := range reqs {
-		if r.take != nil || r.draw != nil || r.grant != nil || r.stmts != nil {
+		if r.take != nil || r.draw != nil || r.grants != nil || r.stmts != nil {
 			n++
 		}
 	}
@@ -824,8 +828,10 @@ func (w *writer) plan(reqs []*request) (p *bulkPlan, others []*request) {
 			}
 		case r.draw != nil:
 			p.drawIDs[r.draw.tb] = append(p.drawIDs[r.draw.tb], r.draw.takeID)
-		case r.grant != nil:
-			p.grantIDs[r.grant.tb] = append(p.grantIDs[r.grant.tb], r.grant.orderID)
+		case r.grants != nil:
+			for _, g := range r.grants {
+				p.grantIDs[g.tb] = append(p.grantIDs[g.tb], g.orderID)
+			}
 		case r.stmts != nil:
 			p.extra = append(p.extra, r.stmts...)
 		default:
@@ -941,17 +947,18 @@ func (p *bulkPlan) decide(reqs []*request) {
 			if d.order != nil {
 				p.newOrders[d.tb] = append(p.newOrders[d.tb], d)
 			}
-		case r.grant != nil:
-			g := r.grant
-			row := p.orders[rowKey{g.tb, g.orderID}]
-			if row == nil || row.userID != g.userID {
-				r.err = lottery.ErrNotFound
-				continue
-			}
-			g.moved = !row.done
-			if g.moved {
-				row.done = true
-				p.granted[g.tb] = append(p.granted[g.tb], g)
+		case r.grants != nil:
+			for _, g := range r.grants {
+				row := p.orders[rowKey{g.tb, g.orderID}]
+				if row == nil || row.userID != g.userID {
+					g.moved, g.err = false, lottery.ErrNotFound
+					continue
+				}
+				g.moved, g.err = !row.done, nil
+				if g.moved {
+					row.done = true
+					p.granted[g.tb] = append(p.granted[g.tb], g)
+				}
 			}
 		}
 	}

@@ -812,32 +812,67 @@ func sortOrders(os []lottery.Order, desc bool) {
 // whether this call made the move (false for a repeated delivery). An
 // unknown order is ErrNotFound.
 func (s *store) Grant(ctx context.Context, ref lottery.OrderRef) (bool, error) {
-	db, tb := s.router.Route(ref.UserID)
-	g := &grantReq{tb: tb, orderID: ref.OrderID, userID: ref.UserID, now: toMS(time.Now())}
-	if err := s.shards[db].w.run(grantRequest(ctx, g)); err != nil {
-		return false, fmt.Errorf("orders: grant order %d of %s: %w", ref.OrderID, ref.UserID, err)
-	}
-	return g.moved, nil
+	var (
+		moved [1]bool
+		errs  [1]error
+	)
+	s.GrantEach(ctx, []lottery.OrderRef{ref}, moved[:], errs[:])
+	return moved[0], errs[0]
 }
 
-// grantRequest is the write request of a grant; op grants alone.
-func grantRequest(ctx context.Context, g *grantReq) *request {
-	return &request{ctx: ctx, grant: g, op: func(b *batch) error {
-		g.moved = false
-		n, err := b.exec(wGrant, g.tb, g.now, g.orderID, g.userID)
+// GrantEach grants refs as Grant would, each with its own answer: one
+// write request per shard database (they run in parallel) instead of one
+// per order, so a consumer's batch of deliveries costs a few requests.
+func (s *store) GrantEach(ctx context.Context, refs []lottery.OrderRef, moved []bool, errs []error) {
+	now := toMS(time.Now())
+	gs := make([]grantReq, len(refs))
+	byDB := make([][]*grantReq, s.router.DBCount)
+	for i, ref := range refs {
+		db, tb := s.router.Route(ref.UserID)
+		gs[i] = grantReq{tb: tb, orderID: ref.OrderID, userID: ref.UserID, now: now}
+		byDB[db] = append(byDB[db], &gs[i])
+	}
+	dbErrs := make([]error, len(byDB))
+	var wg sync.WaitGroup
+	for db, list := range byDB {
+		if len(list) > 0 {
+			wg.Go(func() { dbErrs[db] = s.shards[db].w.run(grantRequest(ctx, list)) })
+		}
+	}
+	wg.Wait()
+	for i, ref := range refs {
+		db, _ := s.router.Route(ref.UserID)
+		err := dbErrs[db]
+		if err == nil {
+			err = gs[i].err
+		}
+		moved[i], errs[i] = err == nil && gs[i].moved, nil
 		if err != nil {
-			return err
+			errs[i] = fmt.Errorf("orders: grant order %d of %s: %w", ref.OrderID, ref.UserID, err)
 		}
-		if n > 0 {
-			g.moved = true
-			return nil
-		}
-		var one int
-		if err := b.queryRow(wOrderExists, g.tb, g.orderID, g.userID).Scan(&one); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return lottery.ErrNotFound
+	}
+}
+
+// grantRequest is the write request of grants; op grants them one by one.
+func grantRequest(ctx context.Context, gs []*grantReq) *request {
+	return &request{ctx: ctx, grants: gs, op: func(b *batch) error {
+		for _, g := range gs {
+			g.moved, g.err = false, nil
+			n, err := b.exec(wGrant, g.tb, g.now, g.orderID, g.userID)
+			if err != nil {
+				return err
 			}
-			return err
+			if n > 0 {
+				g.moved = true
+				continue
+			}
+			var one int
+			if err := b.queryRow(wOrderExists, g.tb, g.orderID, g.userID).Scan(&one); err != nil {
+				if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				g.err = lottery.ErrNotFound
+			}
 		}
 		return nil
 	}}

@@ -43,7 +43,8 @@ func RunTopic(t *testing.T, brokers func(t *testing.T) []string, topic string) {
 	t.Run("DeliverOnce", func(t *testing.T) { s.deliverOnce(t, brokers(t)) })
 	t.Run("Redelivery", func(t *testing.T) { s.redelivery(t, brokers(t)) })
 	t.Run("KeyRouting", func(t *testing.T) { s.keyRouting(t, brokers(t)) })
-	t.Run("RetryUntilDelivered", func(t *testing.T) { s.retry(t, brokers(t)) })
+	t.Run("RetryUntilDelivered", func(t *testing.T) { s.retry(t, brokers(t), false) })
+	t.Run("RetryUntilDeliveredBatch", func(t *testing.T) { s.retry(t, brokers(t), true) })
 	t.Run("SkipUndeliverable", func(t *testing.T) { s.skip(t, brokers(t)) })
 	t.Run("StoppedBroker", func(t *testing.T) { s.stoppedBroker(t, brokers) })
 }
@@ -198,12 +199,17 @@ func (s *suite) keyRouting(t *testing.T, addrs []string) {
 	}
 }
 
-func (s *suite) retry(t *testing.T, addrs []string) {
+// retry fails one order's first deliveries: the consumer retries it until
+// it is delivered, through a plain Handler or a BatchHandler.
+func (s *suite) retry(t *testing.T, addrs []string, batch bool) {
 	p := s.producer(t, addrs)
 	invs := s.invoices(3, 3)
 	g := NewGranter()
 	d := invoice.NewDistributor(g, invoice.WithLogger(testLogger(t)))
-	h := &flaky{next: d, order: invs[1].OrderID, fails: 3}
+	var h invoice.Handler = &flaky{next: d, order: invs[1].OrderID, fails: 3}
+	if batch {
+		h = &flakyBatch{flaky: flaky{next: d, order: invs[1].OrderID, fails: 3}, next: d}
+	}
 	c := s.consumer(t, addrs, groupName("retry"), h)
 	MustPublish(t, p, invs)
 	WaitGranted(t, g, invs)
@@ -576,16 +582,46 @@ type flaky struct {
 var errFlaky = errors.New("invoicetest: transient delivery failure")
 
 func (f *flaky) Deliver(ctx context.Context, inv lottery.Invoice) error {
-	if inv.OrderID == f.order {
-		f.mu.Lock()
-		fail := f.fails > 0
-		if fail {
-			f.fails--
-		}
-		f.mu.Unlock()
-		if fail {
-			return errFlaky
-		}
+	if f.fail(inv) {
+		return errFlaky
 	}
 	return f.next.Deliver(ctx, inv)
+}
+
+// fail reports whether this delivery of inv is one that fails.
+func (f *flaky) fail(inv lottery.Invoice) bool {
+	if inv.OrderID != f.order {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fail := f.fails > 0
+	if fail {
+		f.fails--
+	}
+	return fail
+}
+
+// flakyBatch is flaky as a BatchHandler: the failing order fails inside a
+// batch whose other invoices are delivered.
+type flakyBatch struct {
+	flaky
+	next invoice.BatchHandler
+}
+
+func (f *flakyBatch) DeliverEach(ctx context.Context, invs []lottery.Invoice, errs []error) {
+	var pass []lottery.Invoice
+	var at []int
+	for i, inv := range invs {
+		if f.fail(inv) {
+			errs[i] = errFlaky
+			continue
+		}
+		pass, at = append(pass, inv), append(at, i)
+	}
+	perrs := make([]error, len(pass))
+	f.next.DeliverEach(ctx, pass, perrs)
+	for k, i := range at {
+		errs[i] = perrs[k]
+	}
 }

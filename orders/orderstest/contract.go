@@ -677,6 +677,33 @@ func (c *contract) grant(t *testing.T) {
 	}
 	_, err := st.Grant(ctx, lottery.OrderRef{UserID: "gina", OrderID: o.ID + 1})
 	wantErr(t, "Grant(unknown)", err, lottery.ErrNotFound)
+
+	// Several at once, each answered as Grant would: across shards, a
+	// repeat in the same call, an order already granted, an unknown one.
+	gb, ok := st.(lottery.GrantBatch)
+	if !ok {
+		t.Fatalf("%T does not implement lottery.GrantBatch", st)
+	}
+	var refs []lottery.OrderRef
+	for i, user := range []string{"gb1", "gb2", "gb3"} {
+		o := c.win(t, st, c.take(t, st, user, 1, 1), awardB, uint64(10+i), base)
+		refs = append(refs, lottery.OrderRef{UserID: o.UserID, OrderID: o.ID})
+	}
+	refs = append(refs, refs[0], ref, lottery.OrderRef{UserID: "gb2", OrderID: refs[1].OrderID + 7})
+	moved, errs := make([]bool, len(refs)), make([]error, len(refs))
+	gb.GrantEach(ctx, refs, moved, errs)
+	wantMoved := []bool{true, true, true, false, false, false}
+	for i := range refs {
+		if moved[i] != wantMoved[i] || (i < 5) != (errs[i] == nil) {
+			t.Errorf("GrantEach #%d (%+v) = %v, %v; want moved %v", i, refs[i], moved[i], errs[i], wantMoved[i])
+		}
+	}
+	wantErr(t, "GrantEach(unknown)", errs[5], lottery.ErrNotFound)
+	for _, user := range []string{"gb1", "gb2", "gb3"} {
+		if os, _ := st.UserOrders(ctx, user, 1); len(os) != 1 || os[0].GrantState != lottery.GrantDone || os[0].MQState != lottery.MQSent {
+			t.Errorf("UserOrders(%s) after GrantEach = %+v", user, os)
+		}
+	}
 }
 
 func (c *contract) usage(t *testing.T) {
