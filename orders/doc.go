@@ -72,8 +72,10 @@
 //     and the all-or-nothing answer are those of Take and Draw.
 //   - Multi-row batches (MySQL). One statement per request per row would
 //     leave the server parsing, optimising and answering about 70
-//     statements per batch, so a batch of two or more takes, draws, grants
-//     and outbox updates runs as: one locking read of every row the requests depend on
+//     statements per batch, so a batch of takes, draws, grants and outbox
+//     updates (even of one request: a consumer's batch of grants is one;
+//     two round trips where its statements alone took one each) runs as:
+//     one locking read of every row the requests depend on
 //     (the count rows, the takes drawn, the orders granted: SELECT ... FOR
 //     UPDATE, the tables' SELECTs joined by UNION ALL), each request
 //     decided in Go in the batch's order as its statements alone would

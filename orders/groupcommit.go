@@ -26,14 +26,15 @@ const maxAttempts = 3
 
 // writer is the group-commit writer of one shard database, shared by the
 // SQLite and MySQL adapters (the dialect carries the SQL that differs). Its
-// goroutine (loop) owns the database's single write connection: it takes
-// every request that is waiting, runs them in one transaction, commits once
-// and answers each caller. One commit then carries up to maxBatch takes or
+// goroutine (loop; one on SQLite, two sharing the queue on MySQL) owns a
+// write connection: it takes every request that is waiting, runs them in
+// one transaction, commits once and answers each caller. One commit then carries up to maxBatch takes or
 // draws, instead of one each: for SQLite that saves the commit's fsync, for
 // MySQL the commit's round trip and redo-log write.
 //
-// On MySQL (dialect.bulk) a batch of two or more takes, draws, grants and
-// outbox updates runs as multi-row statements: one locking read, decisions
+// On MySQL (dialect.bulk) a batch of takes, draws, grants and outbox
+// updates, even of one request (which may carry a consumer's batch of
+// grants), runs as multi-row statements: one locking read, decisions
 // in Go, one statement per table and kind (see runBulk), in two round trips
 // with its COMMIT (runBulkConn). Otherwise, and when a request fails inside
 // a multi-row statement, the batch runs one request at a time: first
@@ -218,7 +219,7 @@ func (w *writer) commit(reqs []*request) {
 // (unless the step is "commit", whose outcome the server did not tell).
 func (w *writer) try(live []*request) (step string, err error) {
 	if w.d.bulk {
-		if n := bulkable(live); n >= 2 {
+		if n := bulkable(live); n >= 1 {
 			step, redo, err := w.tryBulk(live, n == len(live))
 			if !redo {
 				return step, err
