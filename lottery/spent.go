@@ -10,8 +10,11 @@ import (
 // for a take the store will refuse. It is a hint, never an answer: a user
 // in the set goes through the store read (which reuses an unused take or
 // answers ErrLimitReached), and a user missing from it (evicted, or spent on
-// another edge) costs one refused take whose units are given back. It is
-// bounded: a shard that reaches its share of the capacity starts over.
+// another edge) costs one refused take whose units are given back. It holds
+// 64-bit hashes of (activity, user), not the ids: no pointers for the
+// garbage collector to scan, and a collision only sends a user through the
+// read. It is bounded: a shard that reaches its share of the capacity
+// starts over.
 type spentSet struct {
 	seed   maphash.Seed
 	shards [spentShards]spentShard
@@ -20,34 +23,37 @@ type spentSet struct {
 
 const (
 	spentShards   = 16
-	spentCapacity = 1 << 18 // about 30 MB at most
+	spentCapacity = 1 << 20 // about 20 MB at most
 )
-
-type spentKey struct {
-	activity int64
-	user     string
-}
 
 type spentShard struct {
 	mu sync.RWMutex
-	m  map[spentKey]struct{}
+	m  map[uint64]struct{}
 }
 
 func newSpentSet(capacity int) *spentSet {
 	s := &spentSet{seed: maphash.MakeSeed(), max: max(capacity/spentShards, 1)}
 	for i := range s.shards {
-		s.shards[i].m = make(map[spentKey]struct{})
+		s.shards[i].m = make(map[uint64]struct{})
 	}
 	return s
 }
 
-func (s *spentSet) shard(k spentKey) *spentShard {
-	return &s.shards[maphash.String(s.seed, k.user)%spentShards]
+func (s *spentSet) key(activity int64, user string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(activity >> (8 * i))
+	}
+	h.Write(b[:])
+	h.WriteString(user)
+	return h.Sum64()
 }
 
 func (s *spentSet) has(activity int64, user string) bool {
-	k := spentKey{activity, user}
-	sh := s.shard(k)
+	k := s.key(activity, user)
+	sh := &s.shards[k%spentShards]
 	sh.mu.RLock()
 	_, ok := sh.m[k]
 	sh.mu.RUnlock()
@@ -55,11 +61,11 @@ func (s *spentSet) has(activity int64, user string) bool {
 }
 
 func (s *spentSet) add(activity int64, user string) {
-	k := spentKey{activity, user}
-	sh := s.shard(k)
+	k := s.key(activity, user)
+	sh := &s.shards[k%spentShards]
 	sh.mu.Lock()
 	if len(sh.m) >= s.max {
-		sh.m = make(map[spentKey]struct{})
+		sh.m = make(map[uint64]struct{})
 	}
 	sh.m[k] = struct{}{}
 	sh.mu.Unlock()
