@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -121,10 +122,12 @@ func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := fs.String("memprofile", "", "write a heap profile to this file at shutdown (what is live, after a GC)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
 	}
+
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -155,9 +158,28 @@ func serve(ctx context.Context, args []string) error {
 	case err := <-waitErr(srv):
 		log.Error("server stopped", "err", err)
 	}
+	if *memprofile != "" { // before the shutdown releases what the edge held
+		if err := writeHeapProfile(*memprofile); err != nil {
+			log.Error("heap profile", "err", err)
+		}
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// writeHeapProfile writes what is live on the heap, after a collection.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func waitErr(srv *server.Server) <-chan error {
