@@ -132,7 +132,7 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery, RetryMax: time.Second, Logger: log})
-	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout, ConfirmEvery: min(500*time.Millisecond, cfg.Jobs.StaleAfter/4)})
+	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout, ConfirmEvery: max(min(500*time.Millisecond, cfg.Jobs.StaleAfter/4), time.Millisecond)})
 	modStore, err := openModuleStore(cfg, s.store)
 	if err != nil {
 		return nil, err
