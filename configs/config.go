@@ -77,7 +77,8 @@ type Orders struct {
 	MySQL   MySQL  `yaml:"mysql"`
 	// CatalogTTL is how long an edge caches an activity and its strategy:
 	// a change made through another edge (a deploy, a state move) reaches
-	// this one within it. Changes made through this edge apply at once.
+	// this one within it and the one catalog read that follows (never
+	// later than twice it). Changes made through this edge apply at once.
 	CatalogTTL time.Duration `yaml:"catalogTTL"`
 }
 

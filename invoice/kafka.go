@@ -474,8 +474,8 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 			if !ok {
 				return nil
 			}
-			// Take what is already waiting and deliver it concurrently, so the
-			// store's group commit grants many prizes in one transaction.
+			// Take what is already waiting and deliver it together, so the
+			// store grants many prizes in one transaction.
 			batch = append(batch[:0], msg)
 		fill:
 			for len(batch) < deliverBatch {

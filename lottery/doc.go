@@ -21,10 +21,11 @@
 //     the award's, if the write or anything before it fails: a failed draw
 //     of a new take leaves nothing behind, and no take of this process is
 //     ever left unused. An unused take recorded otherwise (by an older edge
-//     that recorded a take before its draw, Orders.Take) is reused by the
-//     user's next draw instead of taking new stock (the seed's "reuse the
-//     unused take"): Orders.Draw records its outcome, and a failed draw of
-//     it leaves it unused again.
+//     that recorded a take before its draw, Orders.Take) is reused (the
+//     seed's "reuse the unused take") by a draw that goes through the store
+//     read, which a user's draw does once the count is used up or the
+//     activity's stock refused a new take (see the next point): Orders.Draw
+//     records its outcome, and a failed draw of it leaves it unused again.
 //   - The first draw of a user reads nothing: the new take's own write checks
 //     the user's count (TakeDraw answers ErrLimitReached, writing nothing,
 //     when the takes are used up). Only a user this Service knows to have

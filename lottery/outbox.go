@@ -43,8 +43,10 @@ type RelayStats struct {
 	Enqueued, Sent, Failed, Dropped, Compensated uint64
 	Queued                                       int
 	// Confirming counts acknowledged invoices whose mq_state 1 is not
-	// written yet (see RelayConfig.ConfirmEvery).
-	Confirming int
+	// written yet (see RelayConfig.ConfirmEvery); Unconfirmed those whose
+	// write failed (left at 0, the scan sends them again).
+	Confirming  int
+	Unconfirmed uint64
 }
 
 // Relay is the outbox relay: after an order commits it publishes the
@@ -64,7 +66,7 @@ type Relay struct {
 	confirming []OrderRef
 	full       chan struct{}
 
-	enqueued, sent, failed, dropped, compensated atomic.Uint64
+	enqueued, sent, failed, dropped, compensated, unconfirmed atomic.Uint64
 }
 
 // NewRelay returns a relay publishing through pub and recording states in box.
@@ -105,7 +107,7 @@ func (r *Relay) Stats() RelayStats {
 	r.mu.Lock()
 	confirming := len(r.confirming)
 	r.mu.Unlock()
-	return RelayStats{Enqueued: r.enqueued.Load(), Sent: r.sent.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(), Compensated: r.compensated.Load(), Queued: len(r.queue), Confirming: confirming}
+	return RelayStats{Enqueued: r.enqueued.Load(), Sent: r.sent.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(), Compensated: r.compensated.Load(), Queued: len(r.queue), Confirming: confirming, Unconfirmed: r.unconfirmed.Load()}
 }
 
 // Run publishes queued invoices in batches with Workers goroutines until
@@ -158,7 +160,9 @@ func (r *Relay) flushConfirms(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 	defer cancel()
-	_ = r.box.SetMQState(ctx, refs, MQSent) // left at 0: the scan re-sends them
+	if err := r.box.SetMQState(ctx, refs, MQSent); err != nil {
+		r.unconfirmed.Add(uint64(len(refs))) // left at 0: the scan re-sends them
+	}
 }
 
 // confirmLater queues acknowledged orders for the next flushConfirms.

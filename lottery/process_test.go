@@ -743,6 +743,32 @@ func TestNewTakeWithoutRead(t *testing.T) {
 	}
 }
 
+// A user whose unused take already holds the activity's last unit draws
+// with it: the new take the stock refuses sends the draw through the read.
+func TestSoldOutReusesUnusedTake(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t)
+	const id = 7011
+	e.deploy(t, activityDef{id: id, stock: 1, takeCount: 2, awards: []award{{"A", 1, 1}}})
+	if _, err := e.mem.Reserve(ctx, lottery.StockKey{Activity: id}); err != nil {
+		t.Fatal(err)
+	}
+	old := &lottery.Take{ID: e.ids.Next(), UserID: "hal", ActivityID: id, StrategyID: id, At: time.Now()}
+	if err := e.store.Take(ctx, old, 2); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.svc.Draw(ctx, "hal", id)
+	if err != nil || res.Outcome != lottery.OutcomeWin || res.Take == nil || res.Take.ID != old.ID {
+		t.Fatalf("draw: %+v, %v; want a win on the unused take %d", res, err, old.ID)
+	}
+	if au := e.audit(t, id); au.Takes != 1 || au.UsedTakes != 1 || au.Orders != 1 || au.Err() != nil {
+		t.Errorf("audit: takes %d, used %d, orders %d, %v; want 1, 1, 1", au.Takes, au.UsedTakes, au.Orders, au.Err())
+	}
+	if _, err := e.svc.Draw(ctx, "ivy", id); !errors.Is(err, lottery.ErrSoldOut) {
+		t.Errorf("another user's draw: %v, want sold out", err)
+	}
+}
+
 // countingCatalog counts the activity reads of the draw path.
 type countingCatalog struct {
 	lottery.CatalogAdmin

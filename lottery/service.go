@@ -27,8 +27,10 @@ type Deps struct {
 
 // ServiceConfig tunes a Service.
 type ServiceConfig struct {
-	// CatalogTTL bounds how long a cached activity may be stale when another
-	// process changed it (changes made through this Service apply at once).
+	// CatalogTTL is how long a cached activity is served before it is read
+	// again; when another process changed it, a draw may see the old one
+	// for up to twice that (one draw reads it again while the others serve
+	// the cached one). Changes made through this Service apply at once.
 	CatalogTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -207,7 +209,8 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64, now
 	// at once; the store's count decides. Should it refuse (the takes were
 	// used on another edge, or before this one started), the units are given
 	// back and the draw goes again through the store read, which may find an
-	// unused take to reuse.
+	// unused take to reuse; so does a new take the activity's stock refused,
+	// since an unused take already holds its unit.
 	read := s.spent.has(act.ID, userID)
 	for {
 		take, isNew, err := s.partake(ctx, userID, act, now, read)
@@ -226,10 +229,13 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64, now
 		if limit || err == nil && take.TakeCount >= act.TakeCount {
 			s.spent.add(act.ID, userID)
 		}
-		if !limit || read {
+		// A new take that fails only reserves the activity's unit, so a
+		// sold-out answer here is the activity's.
+		if read || !limit && !errors.Is(err, ErrSoldOut) {
 			return res, err
 		}
 		read = true
+		res.Module, res.Seed = "", 0 // that draw was not recorded
 	}
 }
 
@@ -451,14 +457,16 @@ func (s *Service) reserve(ctx context.Context, key StockKey, act *Activity) (Res
 // every draw in flight at the expiry read the catalog, some hundred reads a
 // second at a few thousand draws a second.
 func (s *Service) load(ctx context.Context, id int64, now time.Time) (*Activity, *Strategy, error) {
-	var old *entry
+	var owner *entry // the entry whose refresh this draw runs
 	if v, ok := s.cache.Load(id); ok {
-		old = v.(*entry)
+		old := v.(*entry)
 		age := now.Sub(old.loaded)
 		if age < s.cfg.CatalogTTL {
 			return old.act, old.strat, nil
 		}
-		if !old.refreshing.CompareAndSwap(false, true) && age < 2*s.cfg.CatalogTTL {
+		if old.refreshing.CompareAndSwap(false, true) {
+			owner = old
+		} else if age < 2*s.cfg.CatalogTTL {
 			return old.act, old.strat, nil
 		}
 	}
@@ -473,8 +481,8 @@ func (s *Service) load(ctx context.Context, id int64, now time.Time) (*Activity,
 	} else {
 		err = fmt.Errorf("activity %d: %w", id, err)
 	}
-	if old != nil {
-		old.refreshing.Store(false) // the next draw tries again
+	if owner != nil {
+		owner.refreshing.Store(false) // the next draw tries again
 	}
 	return nil, nil, err
 }

@@ -141,7 +141,7 @@
 //     it runs again, up to three attempts (WriteStats.Retries counts them).
 //     A COMMIT whose reply is lost is never retried: its callers get
 //     ErrUnavailable though the batch may have committed. The draw process
-//     survives that: an unused take is reused by the user's next draw, an
+//     survives that: an unused take is reused by a later draw of the user, an
 //     order with mq_state init is sent by the compensation scan, and stock
 //     reconciliation repairs the counters.
 //   - MySQL timeouts (MySQLTimeouts) bound every wait: dialing, each network

@@ -43,13 +43,13 @@ const maxAttempts = 3
 // batch the server rolled back by itself (dialect.retry: a deadlock) runs
 // again, at most maxAttempts times in all.
 //
-// Lifecycle: newWriter starts the goroutine; stop closes quit and waits for
-// it. A batch that was taken is always finished and answered before the
+// Lifecycle: newWriter starts the goroutines; stop closes quit and waits for
+// them. A batch that was taken is always finished and answered before its
 // goroutine exits; a request not yet taken gets errClosed.
 type writer struct {
 	name    string
 	d       *dialect
-	db      *sql.DB     // one connection
+	db      *sql.DB     // a connection per goroutine
 	stmts   []*sql.Stmt // prepared on db, indexed by writeIndex
 	tbCount int
 	// timeout bounds one batch's transaction; 0 for no bound.
@@ -211,8 +211,8 @@ func (w *writer) commit(reqs []*request) {
 	}
 }
 
-// try runs live in one transaction: the multi-row path when at least two
-// requests are takes, draws or grants (runBulk), else, or when a request
+// try runs live in one transaction: the multi-row path when a request is a
+// take, draw, grant or outbox update (runBulk), else, or when a request
 // failed there on its own terms, the path of one request at a time
 // (tryRows). It sets each request's own error; a failure of the batch comes
 // back with the step that failed, and then nothing of the batch was written

@@ -170,8 +170,8 @@ func (c MySQLConfig) parse() (base *mysql.Config, shards []*mysql.Config, err er
 
 // OpenMySQL connects to the base and shard databases of cfg, migrates them
 // (Migrate: databases and tables created when missing, the router's shape
-// checked) and starts one writer goroutine per shard database; Close stops
-// them. A server that cannot be reached fails it with ErrUnavailable within
+// checked) and starts a writer (two goroutines) per shard database; Close
+// stops them. A server that cannot be reached fails it with ErrUnavailable within
 // the dial timeout; a bad configuration, or databases created with another
 // router shape, with ErrInvalid.
 func OpenMySQL(ctx context.Context, cfg MySQLConfig) (*MySQL, error) {

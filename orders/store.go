@@ -35,7 +35,7 @@ type store struct {
 // shard is one shard database.
 type shard struct {
 	name  string
-	wdb   *sql.DB     // the writer's pool: one connection
+	wdb   *sql.DB     // the writer's pool: a connection per writer goroutine
 	rdb   *sql.DB     // reads; may be wdb
 	w     *writer     // nil until started
 	wstmt []*sql.Stmt // prepared on wdb, owned by w
@@ -832,17 +832,29 @@ func (s *store) GrantEach(ctx context.Context, refs []lottery.OrderRef, moved []
 		gs[i] = grantReq{tb: tb, orderID: ref.OrderID, userID: ref.UserID, now: now}
 		byDB[db] = append(byDB[db], &gs[i])
 	}
-	dbErrs := make([]error, len(byDB))
-	var wg sync.WaitGroup
+	// A request per shard database and maxInList grants; a failed request
+	// fails its own grants.
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed = map[*grantReq]error{}
+	)
 	for db, list := range byDB {
-		if len(list) > 0 {
-			wg.Go(func() { dbErrs[db] = s.shards[db].w.run(grantRequest(ctx, list)) })
+		for chunk := range slices.Chunk(list, maxInList) {
+			wg.Go(func() {
+				if err := s.shards[db].w.run(grantRequest(ctx, chunk)); err != nil {
+					mu.Lock()
+					for _, g := range chunk {
+						failed[g] = err
+					}
+					mu.Unlock()
+				}
+			})
 		}
 	}
 	wg.Wait()
 	for i, ref := range refs {
-		db, _ := s.router.Route(ref.UserID)
-		err := dbErrs[db]
+		err := failed[&gs[i]]
 		if err == nil {
 			err = gs[i].err
 		}

@@ -17,7 +17,7 @@
 //     module watcher (one of the jobs) polls the module store every
 //     modules.pollEvery and loads what another edge changed (wasm.Host.Watch;
 //     modulestore.go adapts orders.Modules to wasm.ModuleStore); the catalog
-//     cache lives orders.catalogTTL. A module version that does not load on
+//     cache lives orders.catalogTTL (and one catalog read: at most twice it). A module version that does not load on
 //     this edge keeps the previous one serving: /readyz answers 200 with
 //     status "degraded" and the failing modules, not 503, because every
 //     edge runs the same checks and a 503 everywhere would take a version

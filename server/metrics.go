@@ -45,6 +45,7 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gaugeFunc("lottery_outbox_backlog", "Invoices queued in the relay, not yet published.", func() float64 { return float64(s.relay.Stats().Queued) }),
 		gaugeFunc("lottery_outbox_confirming", "Acknowledged invoices whose mq_state 1 waits for the relay's next confirmation write (every 500ms or staleAfter/4).", func() float64 { return float64(s.relay.Stats().Confirming) }),
+		counterFunc("lottery_outbox_unconfirmed_total", "Acknowledged invoices whose mq_state 1 could not be written (left at 0: the compensation scan sends them again).", func() uint64 { return s.relay.Stats().Unconfirmed }),
 		counterFunc("lottery_outbox_enqueued_total", "Invoices handed to the relay after their order committed.", func() uint64 { return s.relay.Stats().Enqueued }),
 		counterFunc("lottery_outbox_sent_total", "Invoices acknowledged by the broker (relay and compensation).", func() uint64 { return s.relay.Stats().Sent }),
 		counterFunc("lottery_outbox_failed_total", "Invoice publications that failed (left mq_state 2 for the scan).", func() uint64 { return s.relay.Stats().Failed }),
