@@ -90,9 +90,9 @@ func (c ClickHouseConfig) validate() error {
 // MergeTree table, and materialized views keep aggregates per second,
 // minute and hour that the named queries read, so a query costs about the
 // same over ten million events as over a thousand (see migrations for the
-// schema). It speaks the
-// native protocol through clickhouse-go v2 and works with ClickHouse 18.16
-// (Debian's) as with current servers. It is safe for concurrent use.
+// schema). It speaks the native protocol through clickhouse-go v2 and works
+// with ClickHouse 18.16 (Debian's) as with current servers. It is safe for
+// concurrent use.
 type ClickHouse struct {
 	conn   driver.Conn
 	cfg    ClickHouseConfig
@@ -615,9 +615,7 @@ func (c *ClickHouse) Summary(ctx context.Context, activityID int64, from, to tim
 		wg               sync.WaitGroup
 	)
 	wg.Go(func() { outcomes, sum.Draws, errs[0] = c.top(ctx, "summary", "outcome", w.counts("outcome", "")) })
-	wg.Go(func() {
-		awards, _, errs[1] = c.top(ctx, "summary", "award_id", w.counts("award_id", "outcome = 'win' AND award_id != ''"))
-	})
+	wg.Go(func() { awards, _, errs[1] = c.top(ctx, "summary", "award_id", w.wonAwards()) })
 	wg.Go(func() { hist, errs[2] = c.latencyHist(ctx, w) })
 	wg.Wait()
 	if err := errors.Join(errs[:]...); err != nil {
@@ -655,7 +653,7 @@ func (c *ClickHouse) Awards(ctx context.Context, activityID int64, from, to time
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	groups, _, err := c.top(ctx, "awards", "award_id", w.counts("award_id", "outcome = 'win' AND award_id != ''"))
+	groups, _, err := c.top(ctx, "awards", "award_id", w.wonAwards())
 	if err != nil {
 		return nil, err
 	}
@@ -784,6 +782,12 @@ func (c *ClickHouse) Modules(ctx context.Context, activityID int64, from, to tim
 // columns cols (and at, n) of the rows that match cond ("" for all).
 func (w window) counts(cols, cond string) string {
 	return w.source("draw_counts", countTiers, cols, cond, 0)
+}
+
+// wonAwards returns a FROM clause over the count rows of the window's won
+// draws with an award: what Summary and Awards count per award.
+func (w window) wonAwards() string {
+	return w.counts("award_id", "outcome = 'win' AND award_id != ''")
 }
 
 // tier is one resolution of an aggregate table: the table's name suffix,

@@ -57,9 +57,10 @@
 //     long activity costs at most rows x (8 + 8 x columns) bytes, about 13
 //     MiB per 25 columns (outcomes, awards, latency buckets seen, module
 //     version and outcome pairs), while totals stay exact and only the
-//     resolution of from/to coarsens. Distinct names of each kind (outcomes, awards,
-//     module version and outcome pairs) are capped at 1024 per activity,
-//     "_other" included; more are counted under "_other".
+//     resolution of from/to coarsens. Distinct names of each kind
+//     (outcomes, awards, module version and outcome pairs) are capped at
+//     1024 per activity, "_other" included; more are counted under
+//     "_other".
 //   - Optional persistence as a log of aggregates. OpenEmbedded(dir) appends
 //     each batch's aggregate (a few hundred bytes for thousands of events in
 //     a second) as a checksummed binary record and syncs it before Insert
@@ -75,15 +76,17 @@
 //     window of at most MaxWindow (31 days) between 1970 and 2106, and a
 //     timeline at most MaxPoints (10,000) steps, of whole seconds under a
 //     minute (over at most MaxFineWindow, six hours) and of whole minutes
-//     above; bad parameters get one error listing every problem, wrapping
-//     lottery.ErrInvalid, before any store is touched. Timelines are dense
-//     (a point per step, zeros included) so both stores answer alike and a
-//     chart needs no gap filling, and their steps are aligned to the epoch
-//     (UTC), not to from, so a dashboard polling a sliding window sees
-//     stable steps and every ClickHouse rollup row falls in one step. Awards and Modules answer at most
-//     MaxGroups (1024) names, folding the rest under OtherName; which names
-//     are kept differs past that bound (the embedded store keeps the first
-//     seen, ClickHouse the most frequent), the totals do not.
+//     above; bad parameters get an error wrapping lottery.ErrInvalid before
+//     any store is touched, listing every problem of the activity id and
+//     window (a timeline's step is checked once those are valid, and its
+//     first problem reported). Timelines are dense (a point per step, zeros
+//     included) so both stores answer alike and a chart needs no gap
+//     filling, and their steps are aligned to the epoch (UTC), not to from,
+//     so a dashboard polling a sliding window sees stable steps and every
+//     ClickHouse rollup row falls in one step. Awards and Modules answer at
+//     most MaxGroups (1024) names, folding the rest under OtherName; which
+//     names are kept differs past that bound (the embedded store keeps the
+//     first seen, ClickHouse the most frequent), the totals do not.
 //   - Latency precision. Both stores estimate a percentile as the midpoint
 //     of the histogram bucket holding the ceil(q x n)-th smallest latency:
 //     the embedded store's buckets are within 12.5%, ClickHouse's within

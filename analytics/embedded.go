@@ -247,11 +247,12 @@ func aggregate(events []lottery.Event) []cell {
 			add(at{ev.ActivityID, sec, colKey{kind: kindAward, name: ev.AwardID}})
 		}
 		add(at{ev.ActivityID, sec, colKey{kind: kindLatency, lat: latBucket(min(ev.LatencyUS, math.MaxUint32))}})
-		mk, ok := modKeys[[2]string{ev.Module, string(ev.Outcome)}]
+		mo := [2]string{ev.Module, string(ev.Outcome)}
+		mk, ok := modKeys[mo]
 		if !ok {
 			name, version := SplitModule(ev.Module)
 			mk = moduleKey(name, version, string(ev.Outcome))
-			modKeys[[2]string{ev.Module, string(ev.Outcome)}] = mk
+			modKeys[mo] = mk
 		}
 		add(at{ev.ActivityID, sec, colKey{kind: kindModule, name: mk}})
 	}

@@ -74,11 +74,7 @@ func handSummary(events []lottery.Event, act int64, from, to time.Time) Summary 
 // exactBucketQuantile is the histogram's answer computed from the sorted
 // values: the midpoint of the bucket of the ceil(q*n)-th smallest value.
 func exactBucketQuantile(sorted []int64, q float64) int64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := max(int(math.Ceil(q*float64(len(sorted)))), 1)
-	return latMid(int(latBucket(sorted[rank-1])))
+	return embeddedMid(exactQuantile(sorted, q))
 }
 
 func insertInBatches(t testing.TB, s Store, r *rand.Rand, events []lottery.Event) {

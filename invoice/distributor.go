@@ -72,7 +72,7 @@ type DistributorStats struct {
 }
 
 // Distributor delivers prizes by award type and records each delivery with
-// the Granter. It implements Handler. Every step is idempotent, so any
+// the Granter. It implements BatchHandler. Every step is idempotent, so any
 // number of deliveries of one invoice grants its order once.
 type Distributor struct {
 	g      lottery.Granter
@@ -84,7 +84,7 @@ type Distributor struct {
 	granted, duplicates, rejected atomic.Uint64
 }
 
-var _ Handler = (*Distributor)(nil)
+var _ BatchHandler = (*Distributor)(nil)
 
 // devSecret is the default code key; see WithSecret.
 const devSecret = "flashlottery-dev-secret"

@@ -67,6 +67,7 @@
 // Goroutines: the Producer owns its dispatch goroutine (stopped by Close,
 // after sarama has flushed what was in flight). Consumer.Run runs on the
 // caller's goroutine; sarama runs one goroutine per claimed partition and
-// joins them before Consume returns. The Broker's goroutines are kfake's and
-// end with Close.
+// joins them before Consume returns. A plain Handler (not a BatchHandler)
+// gets one goroutine per invoice of a batch, which the claim waits for
+// before marking. The Broker's goroutines are kfake's and end with Close.
 package invoice
