@@ -39,22 +39,22 @@ func (e *Evaluator) Evaluate(attrs []abi.Attr) (activityID int64, matched bool, 
 	nodes := e.p.nodes
 	n := &nodes[e.p.root]
 	for !n.leaf {
-		n = &nodes[n.next(attrs)]
+		n = &nodes[n.next(&in)]
 	}
 	return n.value, n.value != abi.NoMatch, nil
 }
 
-// next returns the node a branch leads to for attrs.
-func (n *pnode) next(attrs []abi.Attr) int {
+// next returns the node a branch leads to for in's attributes.
+func (n *pnode) next(in *abi.RuleInput) int {
 	if n.key == abi.KeyUserTags {
 		for i := range n.lines {
-			if hasAnyTag(attrs, n.lines[i].cond.strs) {
+			if hasAnyTag(in.Attrs, n.lines[i].cond.strs) {
 				return n.lines[i].to
 			}
 		}
 		return n.def
 	}
-	a, ok := lookup(attrs, n.key)
+	a, ok := in.Lookup(n.key)
 	if !ok {
 		return n.def
 	}
@@ -64,15 +64,6 @@ func (n *pnode) next(attrs []abi.Attr) int {
 		}
 	}
 	return n.def
-}
-
-func lookup(attrs []abi.Attr, k abi.Key) (abi.Attr, bool) {
-	for _, a := range attrs {
-		if a.Key == k {
-			return a, true
-		}
-	}
-	return abi.Attr{}, false
 }
 
 // hasAnyTag reports whether one of the userTags attributes is in tags.

@@ -95,26 +95,11 @@ func parseNodeType(s string) (NodeType, error) {
 
 // UnmarshalJSON accepts the number (1, 2) or the name ("branch", "leaf").
 // Numbers other than 1 and 2 decode, and Validate reports them.
-func (t *NodeType) UnmarshalJSON(b []byte) error {
-	s, err := jsonScalar(b)
-	if err != nil || s == "" {
-		return err
-	}
-	*t, err = parseNodeType(s)
-	return err
-}
+func (t *NodeType) UnmarshalJSON(b []byte) error { return unmarshalJSONScalar(b, t, parseNodeType) }
 
 // UnmarshalYAML accepts the number (1, 2) or the name (branch, leaf).
 func (t *NodeType) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a node type is a scalar", n.Line)
-	}
-	v, err := parseNodeType(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*t = v
-	return nil
+	return unmarshalYAMLScalar(n, "a node type", t, parseNodeType)
 }
 
 // LimitType is a line's comparison, the seed's rule_limit_type column.
@@ -163,26 +148,36 @@ func ParseLimitType(s string) (LimitType, error) {
 func (l LimitType) comparison() bool { return l >= LimitGreater && l <= LimitLessEqual }
 
 // UnmarshalJSON accepts the number or the operator as a string.
-func (l *LimitType) UnmarshalJSON(b []byte) error {
-	s, err := jsonScalar(b)
-	if err != nil || s == "" {
-		return err
-	}
-	*l, err = ParseLimitType(s)
-	return err
-}
+func (l *LimitType) UnmarshalJSON(b []byte) error { return unmarshalJSONScalar(b, l, ParseLimitType) }
 
 // UnmarshalYAML accepts the number or the operator (quote ">" and ">=",
 // which YAML would otherwise read as a folded block).
 func (l *LimitType) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a limit type is a scalar", n.Line)
+	return unmarshalYAMLScalar(n, "a limit type", l, ParseLimitType)
+}
+
+// unmarshalJSONScalar parses a JSON number or string into *dst; null
+// leaves *dst as it is.
+func unmarshalJSONScalar[T any](b []byte, dst *T, parse func(string) (T, error)) error {
+	s, err := jsonScalar(b)
+	if err != nil || s == "" {
+		return err
 	}
-	v, err := ParseLimitType(n.Value)
+	*dst, err = parse(s)
+	return err
+}
+
+// unmarshalYAMLScalar parses a YAML scalar into *dst; what names the
+// value in the error for any other node.
+func unmarshalYAMLScalar[T any](n *yaml.Node, what string, dst *T, parse func(string) (T, error)) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: %s is a scalar", n.Line, what)
+	}
+	v, err := parse(n.Value)
 	if err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
-	*l = v
+	*dst = v
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -430,21 +431,11 @@ func (cd *cond) setKey() string {
 		return b.String()
 	}
 	iv := cd.intervals()
-	slices.SortFunc(iv, func(a, b interval) int { return compareInt(a.lo, b.lo) })
+	slices.SortFunc(iv, func(a, b interval) int { return cmp.Compare(a.lo, b.lo) })
 	for _, r := range iv {
 		fmt.Fprintf(&b, "[%d,%d]", r.lo, r.hi)
 	}
 	return b.String()
-}
-
-func compareInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // live reports, for each line of a branch, whether some attribute value
@@ -489,15 +480,7 @@ func live(lines []pline) []bool {
 			}
 		}
 	}
-	slices.SortFunc(starts, func(a, b start) int {
-		switch {
-		case a.at < b.at:
-			return -1
-		case a.at > b.at:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(starts, func(a, b start) int { return cmp.Compare(a.at, b.at) })
 	slices.Sort(coords)
 	coords = slices.Compact(coords)
 	var active activeHeap

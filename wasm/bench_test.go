@@ -11,7 +11,6 @@ import (
 	"github.com/flashlottery/lottery/wasm/builtin"
 	"github.com/tetratelabs/wabin/binary"
 	wabin "github.com/tetratelabs/wabin/wasm"
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -154,20 +153,13 @@ type bareDrawer struct {
 	mem   api.Memory
 	fuel  api.MutableGlobal
 	ptr   uint32
-	buf   []byte
 	stack []uint64
 }
 
 func newBareDrawer(tb testing.TB, bin []byte) *bareDrawer {
 	tb.Helper()
-	c := context.Background()
-	r := wazero.NewRuntimeWithConfig(c, wazero.NewRuntimeConfigCompiler())
-	tb.Cleanup(func() { r.Close(c) })
-	mod, err := r.Instantiate(c, bin)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	res, err := mod.ExportedFunction(abi.ExportInputPtr).Call(c)
+	mod := instantiateRaw(tb, bin)
+	res, err := mod.ExportedFunction(abi.ExportInputPtr).Call(context.Background())
 	if err != nil {
 		tb.Fatal(err)
 	}

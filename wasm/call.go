@@ -53,15 +53,9 @@ func (h *Host) Draw(ctx context.Context, req lottery.DrawRequest) (lottery.DrawR
 		in.Awards = append(in.Awards, abi.Award{Rate: uint32(rate), InStock: req.InStock[i]})
 	}
 	r, err := h.drawOn(inst)
-	if err != nil {
-		if errors.Is(err, lottery.ErrInvalid) {
-			v.release(inst)
-			return none, err
-		}
-		v.discard(inst)
-		return none, callError(abi.KindDraw, m.name, v, err)
+	if err := v.finish(inst, err); err != nil {
+		return none, err
 	}
-	v.release(inst)
 	idx, err := abi.DrawResult(int32(r), len(s.Details))
 	if err != nil {
 		return none, callError(abi.KindDraw, m.name, v, err)
@@ -86,15 +80,9 @@ func (h *Host) Decide(ctx context.Context, name string, in abi.RuleInput) (activ
 		return 0, false, callError(abi.KindRule, m.name, v, err)
 	}
 	r, err := h.decideOn(inst, &in)
-	if err != nil {
-		if errors.Is(err, lottery.ErrInvalid) {
-			v.release(inst)
-			return 0, false, err
-		}
-		v.discard(inst)
-		return 0, false, callError(abi.KindRule, m.name, v, err)
+	if err := v.finish(inst, err); err != nil {
+		return 0, false, err
 	}
-	v.release(inst)
 	id, ok, err := abi.DecideResult(int64(r))
 	if err != nil {
 		return 0, false, callError(abi.KindRule, m.name, v, err)
@@ -122,6 +110,19 @@ func callError(kind abi.Kind, name string, v *version, err error) error {
 		e.Version = v.info.SHA256[:12]
 	}
 	return e
+}
+
+// finish ends a call on inst that returned err: the instance goes back to
+// the pool, unless the call failed (an error other than a rejected input,
+// lottery.ErrInvalid), which discards it. It returns err as Draw and Decide
+// report it: a rejected input as it is, a failure as a *CallError.
+func (v *version) finish(inst *instance, err error) error {
+	if err != nil && !errors.Is(err, lottery.ErrInvalid) {
+		v.discard(inst)
+		return callError(v.info.Kind, v.info.Name, v, err)
+	}
+	v.release(inst)
+	return err
 }
 
 // drawOn encodes inst.draw straight into the instance's input buffer and

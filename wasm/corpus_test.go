@@ -224,7 +224,7 @@ func corpusModules() map[string]func() ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			return appendCustom(b, "padding", make([]byte, 1<<20)), nil
+			return wasmgen.AppendCustomSection(b, "padding", make([]byte, 1<<20)), nil
 		},
 		// A type section that claims more bytes than follow.
 		"malformed.wasm": func() ([]byte, error) {
@@ -254,16 +254,6 @@ func corpusModules() map[string]func() ([]byte, error) {
 			f.Op(wasmgen.I64Add)
 		}}.build,
 	}
-}
-
-// appendCustom appends a custom section.
-func appendCustom(b []byte, name string, payload []byte) []byte {
-	content := appendULEB(nil, uint64(len(name)))
-	content = append(content, name...)
-	content = append(content, payload...)
-	b = append(b, 0)
-	b = appendULEB(b, uint64(len(content)))
-	return append(b, content...)
 }
 
 // corpus returns the committed bytes of a corpus file.

@@ -124,7 +124,8 @@
 // inside the store's transaction (so two edges changing one module at once
 // are serialised and neither loses the other's version), and only then
 // swap it in. A store that refuses or fails changes nothing: the version
-// is closed unseen and the call answers ErrUnavailable.
+// is closed unseen and the call answers the refusal (lottery.ErrInvalid or
+// ErrNotFound) or, for a failure, ErrUnavailable.
 //
 // A cluster: poll a generation, then sync. Every host sharing a store calls
 // Sync (the server runs Watch every 200 ms): one Generation read, and when

@@ -297,8 +297,7 @@ func (mt *meter) rewrite(body []byte) ([]byte, []wabin.ValueType, error) {
 
 // charge emits: fuel -= cost; if fuel < stop { unreachable }.
 func (mt *meter) charge(out []byte, cost int64) []byte {
-	out = append(out, opGlobalGet)
-	out = appendULEB(out, uint64(mt.fuel))
+	out = appendIdx(out, opGlobalGet, mt.fuel)
 	out = append(out, opI64Const)
 	out = append(out, leb128.EncodeInt64(cost)...)
 	out = append(out, opI64Sub)
@@ -308,12 +307,9 @@ func (mt *meter) charge(out []byte, cost int64) []byte {
 // chargeDynamic emits, with an i32 length n on the stack (left there):
 // fuel -= n << shift (or >> -shift); if fuel < stop { unreachable }.
 func (mt *meter) chargeDynamic(out []byte, shift int8) []byte {
-	out = append(out, opLocalTee)
-	out = appendULEB(out, uint64(mt.scratch32))
-	out = append(out, opGlobalGet)
-	out = appendULEB(out, uint64(mt.fuel))
-	out = append(out, opLocalGet)
-	out = appendULEB(out, uint64(mt.scratch32))
+	out = appendIdx(out, opLocalTee, mt.scratch32)
+	out = appendIdx(out, opGlobalGet, mt.fuel)
+	out = appendIdx(out, opLocalGet, mt.scratch32)
 	out = append(out, opI64ExtendU)
 	switch {
 	case shift > 0:
@@ -328,16 +324,16 @@ func (mt *meter) chargeDynamic(out []byte, shift int8) []byte {
 // store emits, with the new fuel value v on the stack:
 // fuel = v; if v < stop { unreachable }.
 func (mt *meter) store(out []byte) []byte {
-	out = append(out, opLocalTee)
-	out = appendULEB(out, uint64(mt.scratch64))
-	out = append(out, opGlobalSet)
-	out = appendULEB(out, uint64(mt.fuel))
-	out = append(out, opLocalGet)
-	out = appendULEB(out, uint64(mt.scratch64))
-	out = append(out, opGlobalGet)
-	out = appendULEB(out, uint64(mt.stop))
-	out = append(out, opI64LtS, opIf, blockVoid, opUnreachable, opEnd)
-	return out
+	out = appendIdx(out, opLocalTee, mt.scratch64)
+	out = appendIdx(out, opGlobalSet, mt.fuel)
+	out = appendIdx(out, opLocalGet, mt.scratch64)
+	out = appendIdx(out, opGlobalGet, mt.stop)
+	return append(out, opI64LtS, opIf, blockVoid, opUnreachable, opEnd)
+}
+
+// appendIdx appends op with its one immediate, a local or global index.
+func appendIdx(out []byte, op byte, idx uint32) []byte {
+	return appendULEB(append(out, op), uint64(idx))
 }
 
 // instrLen returns the length in bytes of the instruction at b[p], with its

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashlottery/lottery/lottery"
 	"github.com/flashlottery/lottery/sdk/abi"
+	"github.com/flashlottery/lottery/sdk/wasmgen"
 	"github.com/flashlottery/lottery/wasm/builtin"
 )
 
@@ -46,7 +47,7 @@ func newHost(tb testing.TB, cfg HostConfig) *Host {
 // variant returns the built-in module for mode with a custom section that
 // makes its bytes, and so its version, differ by n.
 func variant(mode lottery.Mode, n int) []byte {
-	return appendCustom(builtin.Module(mode), "variant", []byte(fmt.Sprint(n)))
+	return wasmgen.AppendCustomSection(builtin.Module(mode), "variant", []byte(fmt.Sprint(n)))
 }
 
 // strategy returns a strategy of the given mode and module with n awards

@@ -55,11 +55,8 @@ func stripCustom(bin []byte) []byte {
 		if r.err != nil {
 			return bin
 		}
-		if id == 0 {
-			sec.name()
-			if sec.err != nil || sec.p != 5 || string(sec.b[1:5]) != "name" {
-				continue
-			}
+		if id == 0 && !sec.isNameSection() {
+			continue
 		}
 		out = append(out, bin[start:r.p]...)
 	}
@@ -142,6 +139,13 @@ func (r *reader) skip(n int) {
 
 func (r *reader) name() { r.skip(r.count(r.left())) }
 
+// isNameSection reads the name of the custom section r holds (r is the
+// section's own reader) and reports whether it is "name".
+func (r *reader) isNameSection() bool {
+	r.name()
+	return r.err == nil && r.p == 5 && string(r.b[1:5]) == "name"
+}
+
 func (r *reader) limits() {
 	flags := r.byte()
 	r.u32()
@@ -181,9 +185,7 @@ func (r *reader) vector(item func()) {
 func (r *reader) section(id byte) {
 	switch id {
 	case 0: // custom
-		start := r.p
-		r.name()
-		if r.err == nil && string(r.b[start+1:r.p]) == "name" && r.p-start == 5 {
+		if r.isNameSection() {
 			r.nameSection()
 		}
 		r.p = len(r.b)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flashlottery/lottery/lottery"
 	"github.com/flashlottery/lottery/sdk/abi"
+	"github.com/flashlottery/lottery/sdk/wasmgen"
 )
 
 // TestClusterSync runs two hosts on one store, each following it with
@@ -62,7 +63,7 @@ func TestClusterSync(t *testing.T) {
 	}
 
 	// Too big for b: a uploads it, b keeps v1 and says so.
-	big := appendCustom(variant(lottery.ModeTotal, 3), "pad", make([]byte, 128))
+	big := wasmgen.AppendCustomSection(variant(lottery.ModeTotal, 3), "pad", make([]byte, 128))
 	v3, err := a.Upload(context.Background(), name, abi.KindDraw, big)
 	if err != nil {
 		t.Fatal(err)

@@ -111,7 +111,7 @@ func checkExports(kind abi.Kind, m *wabin.Module) error {
 		return rejectf("missing memory export %q", abi.ExportMemory)
 	}
 	nimp := m.ImportFuncCount()
-	if e := byName[startFunction]; e != nil {
+	if byName[startFunction] != nil {
 		// The host calls a reactor's initialiser with no arguments.
 		want = append(want, abi.FuncExport{Name: startFunction})
 	}
@@ -123,15 +123,14 @@ func checkExports(kind abi.Kind, m *wabin.Module) error {
 			}
 			return rejectf("missing function export %q, which a %v module must have", fe.Name, kind)
 		}
-		var ft *wabin.FunctionType
 		if e.Index < nimp {
 			return rejectf("export %q re-exports an import", fe.Name)
 		}
-		if i := e.Index - nimp; int(i) < len(m.FunctionSection) && int(m.FunctionSection[i]) < len(m.TypeSection) {
-			ft = m.TypeSection[m.FunctionSection[i]]
-		} else {
+		i := e.Index - nimp
+		if int(i) >= len(m.FunctionSection) || int(m.FunctionSection[i]) >= len(m.TypeSection) {
 			return rejectf("malformed module: export %q names function %d, which does not exist", fe.Name, e.Index)
 		}
+		ft := m.TypeSection[m.FunctionSection[i]]
 		params, results := valueTypes(fe.Params), valueTypes(fe.Results)
 		if !ft.EqualsSignature(params, results) {
 			return rejectf("export %q has signature %s; ABI v%d wants %s", fe.Name,

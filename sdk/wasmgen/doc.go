@@ -4,7 +4,8 @@
 // name section, and a code builder for the integer subset of the instruction
 // set (arithmetic, comparisons, conversions, loads and stores, locals and
 // globals, block/loop/if/br/br_if/br_table, call, return, unreachable, plus
-// memory.size/grow/copy/fill). It is standard library only.
+// memory.size/grow/copy/fill). AppendCustomSection adds a custom section to
+// an encoded module. It is standard library only.
 //
 // It exists so that the repository can build its own modules with nothing
 // but Go: the built-in draw modules (wasm/builtin) and the rule-tree compiler

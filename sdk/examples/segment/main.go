@@ -21,6 +21,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/flashlottery/lottery/sdk/abi"
 )
@@ -64,19 +65,10 @@ func segment(in *abi.RuleInput) (int64, bool, error) {
 		return VIPPresale, true, nil
 	case hasDays && days < 7:
 		return Newcomers, true, nil
-	case hasAge && age >= 18 && age <= 25 && campus(city):
+	case hasAge && age >= 18 && age <= 25 && slices.Contains(Campuses, city):
 		return Campus, true, nil
 	}
 	return 0, false, nil
-}
-
-func campus(city string) bool {
-	for _, c := range Campuses {
-		if c == city {
-			return true
-		}
-	}
-	return false
 }
 
 // main does not run: a reactor (-buildmode=c-shared) only initialises its
