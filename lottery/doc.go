@@ -9,9 +9,12 @@
 //     wasm) imports this package and implements one of its ports; nothing here
 //     imports them. That keeps the flow testable with the embedded adapters and
 //     lets production backends be swapped in without touching the process.
-//   - Ports are small and shaped by what the draw process calls (Stock, Orders,
-//     Catalog, Publisher, Events, Drawer). Administrative calls that the draw
-//     path never makes live on the adapters' concrete types.
+//   - Ports are small and shaped by what their callers make: the draw process
+//     (Stock with StockBatch, Orders, Catalog, Drawer, Events), the relay
+//     (Outbox, Publisher), the invoice consumer (Granter, GrantBatch), the
+//     administration and the jobs (StockAdmin, StockTrimmer, CatalogAdmin,
+//     Ledger, SurplusWriter). Calls none of them makes live on the adapters'
+//     concrete types.
 //   - Stock is reserved before anything is written and given back when a later
 //     step fails, so the stock port is the single authority on "never oversold".
 //   - A draw of a new take is one store write: the take is recorded with

@@ -273,14 +273,14 @@ func (s *Service) newTake(userID string, act *Activity, now time.Time) *Take {
 	return &Take{ID: s.d.IDs.Next(), UserID: userID, ActivityID: act.ID, StrategyID: act.StrategyID, State: TakeUnused, At: now}
 }
 
-// reservePair reserves the activity unit of a new take (actKey) together
-// with the unit of the drawn award: one round trip on a stock port that
+// reservePair reserves the activity unit of a new take together with the
+// unit of the drawn award: one round trip on a stock port that
 // batches. If the activity is refused, a reserved award unit is given back
 // and the activity's error returned as actErr; if only the award is
 // refused, the activity stays reserved and the award's error comes back as
 // awardErr. A key the port lost (ErrNotFound) is reserved again one at a
 // time through reserve, which provisions it.
-func (s *Service) reservePair(ctx context.Context, act *Activity, actKey, award StockKey) (actRes, awardRes Reservation, actErr, awardErr error) {
+func (s *Service) reservePair(ctx context.Context, act *Activity, award StockKey) (actRes, awardRes Reservation, actErr, awardErr error) {
 	// One value for the three arrays: they escape through the interface
 	// call, and one allocation is cheaper than three.
 	var b struct {
@@ -288,7 +288,7 @@ func (s *Service) reservePair(ctx context.Context, act *Activity, actKey, award 
 		res  [2]Reservation
 		errs [2]error
 	}
-	b.keys = [2]StockKey{actKey, award}
+	b.keys = [2]StockKey{{Activity: act.ID}, award}
 	s.batch.ReserveEach(ctx, b.keys[:], b.res[:], b.errs[:])
 	for i := range b.keys {
 		if errors.Is(b.errs[i], ErrNotFound) {
@@ -359,7 +359,7 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		var r Reservation
 		if isNew && !heldAct {
 			var actErr error
-			actResv, r, actErr, err = s.reservePair(ctx, res.Activity, StockKey{Activity: take.ActivityID}, key)
+			actResv, r, actErr, err = s.reservePair(ctx, res.Activity, key)
 			if actErr != nil {
 				return actErr // nothing is held
 			}
@@ -470,25 +470,32 @@ func (s *Service) load(ctx context.Context, id int64, now time.Time) (*Activity,
 			return old.act, old.strat, nil
 		}
 	}
-	act, err := s.d.Catalog.Activity(ctx, id)
-	if err == nil {
-		var strat *Strategy
-		if strat, err = s.d.Catalog.Strategy(ctx, act.StrategyID); err != nil {
-			err = fmt.Errorf("activity %d: strategy %d: %w", id, act.StrategyID, err)
-		} else {
-			return s.remember(id, act, strat, now)
+	act, strat, err := s.read(ctx, id)
+	if err != nil {
+		if owner != nil {
+			owner.refreshing.Store(false) // the next draw tries again
 		}
-	} else {
-		err = fmt.Errorf("activity %d: %w", id, err)
+		return nil, nil, err
 	}
-	if owner != nil {
-		owner.refreshing.Store(false) // the next draw tries again
-	}
-	return nil, nil, err
+	return act, s.remember(id, act, strat, now), nil
 }
 
-// remember caches act and strat as the entry of activity id.
-func (s *Service) remember(id int64, act *Activity, strat *Strategy, now time.Time) (*Activity, *Strategy, error) {
+// read reads activity id and its strategy from the catalog.
+func (s *Service) read(ctx context.Context, id int64) (*Activity, *Strategy, error) {
+	act, err := s.d.Catalog.Activity(ctx, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("activity %d: %w", id, err)
+	}
+	strat, err := s.d.Catalog.Strategy(ctx, act.StrategyID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("activity %d: strategy %d: %w", id, act.StrategyID, err)
+	}
+	return act, strat, nil
+}
+
+// remember caches act and strat as the entry of activity id and returns
+// the strategy cached.
+func (s *Service) remember(id int64, act *Activity, strat *Strategy, now time.Time) *Strategy {
 	// Keep the cached strategy pointer when nothing changed, so drawers keep
 	// their prepared tables.
 	if v, ok := s.cache.Load(id); ok {
@@ -497,7 +504,7 @@ func (s *Service) remember(id int64, act *Activity, strat *Strategy, now time.Ti
 		}
 	}
 	s.cache.Store(id, &entry{act: act, strat: strat, loaded: now})
-	return act, strat, nil
+	return strat
 }
 
 func sameStrategy(a, b *Strategy) bool {

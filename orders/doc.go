@@ -1,9 +1,9 @@
 // Package orders stores takes, orders and their outbox state, sharded by user
 // id, and the activity catalog. It implements the lottery ports Orders,
-// Outbox, Granter, CatalogAdmin (with Catalog), Ledger and SurplusWriter,
-// twice: SQLite is the embedded default (OpenSQLite), MySQL or MariaDB the
-// production store (OpenMySQL). Both share the Router, the table names, one
-// SQL core and the contract suite in orders/orderstest.
+// Outbox, Granter (with GrantBatch), CatalogAdmin (with Catalog), Ledger and
+// SurplusWriter, twice: SQLite is the embedded default (OpenSQLite), MySQL
+// or MariaDB the production store (OpenMySQL). Both share the Router, the
+// table names, one SQL core and the contract suite in orders/orderstest.
 //
 // Design decisions:
 //
@@ -118,7 +118,7 @@
 //     the same indexes as SQLite). Identifiers are VARBINARY so they compare
 //     byte for byte as in SQLite and Go: a case- or pad-insensitive collation
 //     would merge "bob", "Bob" and "bob " into one user's count row.
-//   - MySQL writes. The writer's connection runs READ COMMITTED (no gap
+//   - MySQL writes. The writer's connections run READ COMMITTED (no gap
 //     locks) with a short innodb_lock_wait_timeout; reads use a pool. The
 //     count decrement is one race-free statement, INSERT ... ON DUPLICATE
 //     KEY UPDATE left_count = IF(left_count > 0, left_count - 1, left_count):

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -519,7 +518,8 @@ func writeIndex(k writeKind, tb, tbCount int) int {
 }
 
 // The columns of a take and of an order, and the placeholders of one row
-// (the take's arguments are those of takeArgs, the order's of orderArgs).
+// (the take's arguments are those takeReq.appendArgs appends, the order's
+// those orderOf returns).
 const (
 	takeColumns = ` (take_id, user_id, activity_id, strategy_id, take_count, state, award_id, uuid, take_date)
 		VALUES `
@@ -601,15 +601,15 @@ type takeReq struct {
 	nth                    int
 }
 
-// args are the arguments of takeRow for the take numbered t.nth.
-func (t *takeReq) args() []any {
-	nth := t.nth
-	uuid := t.userID + "_" + strconv.FormatInt(t.activityID, 10) + "_" + strconv.Itoa(nth)
+// appendArgs appends the arguments of takeRow for the take numbered t.nth
+// to args.
+func (t *takeReq) appendArgs(args []any) []any {
+	uuid := t.userID + "_" + strconv.FormatInt(t.activityID, 10) + "_" + strconv.Itoa(t.nth)
 	state, award := 0, ""
 	if t.draw != nil {
 		state, award = 1, t.draw.awardID
 	}
-	return []any{t.takeID, t.userID, t.activityID, t.strategyID, nth, state, award, uuid, t.atMS}
+	return append(args, t.takeID, t.userID, t.activityID, t.strategyID, t.nth, state, award, uuid, t.atMS)
 }
 
 // drawReq is the arguments of a Draw; order holds the arguments of
@@ -702,7 +702,7 @@ func (w *writer) runBulk(b *batch, reqs []*request) (redo bool, err error) {
 		}
 	}
 	p.decide(reqs)
-	if err := b.execAll(p.writes()); err != nil {
+	if err := b.execAll(p.appendWrites(nil)); err != nil {
 		return w.bulkErr(err)
 	}
 	return w.runFast(b, others)
@@ -736,8 +736,12 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 		return step, redo, err
 	}
 	p, _ := w.plan(reqs)
-	begin := []sqlText{{query: `START TRANSACTION`}}
-	if query, args := p.read(w.d.union); query != "" {
+	// START TRANSACTION rides with the read, or with the writes when there
+	// is nothing to read.
+	var ws []sqlText
+	if query, args := p.read(w.d.union); query == "" {
+		ws = append(ws, sqlText{query: `START TRANSACTION`})
+	} else {
 		rows, err := conn.QueryContext(ctx, "START TRANSACTION;\n"+query, args...)
 		if err != nil {
 			return fail("batch", err)
@@ -745,10 +749,9 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 		if err := scanAll(rows, p.scan); err != nil {
 			return fail("batch", err)
 		}
-		begin = nil
 	}
 	p.decide(reqs)
-	query, args := joinSQL(slices.Concat(begin, p.writes(), []sqlText{{query: `COMMIT`}}))
+	query, args := joinSQL(append(p.appendWrites(ws), sqlText{query: `COMMIT`}))
 	if _, err := conn.ExecContext(ctx, query, args...); err != nil {
 		step := "commit"
 		if w.d.statementErr(err) {
@@ -965,18 +968,17 @@ func (p *bulkPlan) decide(reqs []*request) {
 	}
 }
 
-// writes returns the statements that write what decide found, one per
-// table and kind.
-func (p *bulkPlan) writes() []sqlText {
-	var out []sqlText
+// appendWrites appends to out the statements that write what decide
+// found, one per table and kind.
+func (p *bulkPlan) appendWrites(out []sqlText) []sqlText {
 	for _, g := range p.countGroups {
-		out = append(out, countWrites(g, p.counts)...)
+		out = appendCountWrites(out, g, p.counts)
 	}
 	for tb := range p.tbCount {
 		if ts := p.newTakes[tb]; len(ts) > 0 {
 			args := make([]any, 0, 9*len(ts))
 			for _, t := range ts {
-				args = append(args, t.args()...)
+				args = t.appendArgs(args)
 			}
 			out = append(out, sqlText{
 				query: `INSERT INTO ` + ShardTable(TableTake, tb) + takeColumns + repeatRow(takeRow, len(ts)),
@@ -1035,12 +1037,12 @@ type countGroup struct {
 	users []string
 }
 
-// countWrites inserts the count rows of g that are new and updates those
-// that changed. A new row is inserted, not upserted: if another process
-// created it since the read (which cannot lock a missing row), the
-// duplicate key sends the batch to the per-request path, whose upsert
-// counts right.
-func countWrites(g countGroup, counts map[countKey]*countRow) []sqlText {
+// appendCountWrites appends to out the statements that insert the count
+// rows of g that are new and update those that changed. A new row is
+// inserted, not upserted: if another process created it since the read
+// (which cannot lock a missing row), the duplicate key sends the batch to
+// the per-request path, whose upsert counts right.
+func appendCountWrites(out []sqlText, g countGroup, counts map[countKey]*countRow) []sqlText {
 	table := ShardTable(TableTakeCount, g.tb)
 	var (
 		inserts, updates []any
@@ -1060,7 +1062,6 @@ func countWrites(g countGroup, counts map[countKey]*countRow) []sqlText {
 			m++
 		}
 	}
-	var out []sqlText
 	if n > 0 {
 		out = append(out, sqlText{
 			query: `INSERT INTO ` + table + ` (user_id, activity_id, total_count, left_count) VALUES ` + repeatRow(`(?, ?, ?, ?)`, n),

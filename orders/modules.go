@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/flashlottery/lottery/lottery"
@@ -225,19 +224,13 @@ func (m *Modules) update(ctx context.Context, name string, blob []byte, fn func(
 		return ModuleRecord{}, 0, err
 	}
 	if len(next.Versions) > 0 {
-		var (
-			q    strings.Builder
-			args []any
-		)
-		q.WriteString(`INSERT INTO wasm_module_version (module_name, sha256, position, size, uploaded) VALUES `)
+		args := make([]any, 0, 5*len(next.Versions))
 		for i, v := range next.Versions {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?)")
 			args = append(args, name, v.SHA256, i, v.Size, v.Uploaded.UnixMilli())
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		q := `INSERT INTO wasm_module_version (module_name, sha256, position, size, uploaded) VALUES ` +
+			repeatRow(`(?, ?, ?, ?, ?)`, len(next.Versions))
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return ModuleRecord{}, 0, err
 		}
 	}

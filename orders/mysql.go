@@ -20,6 +20,7 @@ var (
 	_ lottery.Orders        = (*MySQL)(nil)
 	_ lottery.Outbox        = (*MySQL)(nil)
 	_ lottery.Granter       = (*MySQL)(nil)
+	_ lottery.GrantBatch    = (*MySQL)(nil)
 	_ lottery.CatalogAdmin  = (*MySQL)(nil)
 	_ lottery.Ledger        = (*MySQL)(nil)
 	_ lottery.SurplusWriter = (*MySQL)(nil)

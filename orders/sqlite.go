@@ -21,6 +21,7 @@ var (
 	_ lottery.Orders        = (*SQLite)(nil)
 	_ lottery.Outbox        = (*SQLite)(nil)
 	_ lottery.Granter       = (*SQLite)(nil)
+	_ lottery.GrantBatch    = (*SQLite)(nil)
 	_ lottery.CatalogAdmin  = (*SQLite)(nil)
 	_ lottery.Ledger        = (*SQLite)(nil)
 	_ lottery.SurplusWriter = (*SQLite)(nil)

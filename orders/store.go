@@ -386,17 +386,13 @@ func (r *stateReader) loop() {
 
 // answer reads the states of qs in one query and sets each one's answer.
 func (r *stateReader) answer(qs []*stateReq) {
-	type group struct {
-		tb         int
-		activityID int64
-	}
 	var (
-		order  []group
-		users  = map[group][]any{}
+		order  []countGroupKey
+		users  = map[countGroupKey][]any{}
 		states = map[stateKey]lottery.UserState{}
 	)
 	for _, q := range qs {
-		g := group{q.tb, q.activityID}
+		g := countGroupKey{q.tb, q.activityID}
 		if _, ok := users[g]; !ok {
 			order = append(order, g)
 		}
@@ -528,7 +524,7 @@ func (s *store) takeRequest(ctx context.Context, tr *takeReq) *request {
 			return s.d.mapErr(err)
 		}
 		tr.nth = nth
-		if _, err = b.exec(wInsertTake, tr.tb, tr.args()...); err != nil || tr.draw == nil || tr.draw.order == nil {
+		if _, err = b.exec(wInsertTake, tr.tb, tr.appendArgs(nil)...); err != nil || tr.draw == nil || tr.draw.order == nil {
 			return s.d.mapErr(err)
 		}
 		_, err = b.exec(wInsertOrder, tr.tb, tr.draw.order...)
@@ -833,34 +829,26 @@ func (s *store) GrantEach(ctx context.Context, refs []lottery.OrderRef, moved []
 		byDB[db] = append(byDB[db], &gs[i])
 	}
 	// A request per shard database and maxInList grants; a failed request
-	// fails its own grants.
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed = map[*grantReq]error{}
-	)
+	// fails its own grants. Each grant belongs to one request, and the
+	// writer is done with it when run returns.
+	var wg sync.WaitGroup
 	for db, list := range byDB {
 		for chunk := range slices.Chunk(list, maxInList) {
 			wg.Go(func() {
 				if err := s.shards[db].w.run(grantRequest(ctx, chunk)); err != nil {
-					mu.Lock()
 					for _, g := range chunk {
-						failed[g] = err
+						g.err = err
 					}
-					mu.Unlock()
 				}
 			})
 		}
 	}
 	wg.Wait()
 	for i, ref := range refs {
-		err := failed[&gs[i]]
-		if err == nil {
-			err = gs[i].err
-		}
-		moved[i], errs[i] = err == nil && gs[i].moved, nil
-		if err != nil {
-			errs[i] = fmt.Errorf("orders: grant order %d of %s: %w", ref.OrderID, ref.UserID, err)
+		g := &gs[i]
+		moved[i], errs[i] = g.err == nil && g.moved, nil
+		if g.err != nil {
+			errs[i] = fmt.Errorf("orders: grant order %d of %s: %w", ref.OrderID, ref.UserID, g.err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package stock holds the sliding-stock adapters that implement lottery.Stock
-// and lottery.StockAdmin: Memory, the embedded default, and Redis, for a
-// cluster of edges that share one Redis primary.
+// and lottery.StockAdmin (with lottery.StockBatch and lottery.StockTrimmer):
+// Memory, the embedded default, and Redis, for a cluster of edges that share
+// one Redis primary.
 //
 // Sliding stock is the seed's scheme: a counter per stock key holds a total
 // and a used count; a reservation moves used up by one and is refused once
@@ -91,7 +92,8 @@
 //     pool and Redis answering LOADING, BUSY, READONLY... wrap
 //     lottery.ErrUnavailable. A reservation whose answer was lost (a timeout
 //     after Redis ran it) stays counted: stock can be undersold, never
-//     oversold; Reset after the sale takes such units back.
+//     oversold; the reconciliation's Trim (below), or Reset after the sale,
+//     takes such units back.
 //   - Provision is safe for a cluster whose edges each provision at start.
 //     Redis is the authority for used while it holds the key: its count
 //     includes reservations in flight that the database does not know yet,
@@ -128,8 +130,14 @@
 //     no load, since Redis runs scripts one at a time (the benchmark shows
 //     them within noise of one shard); they are the layout for the seed's
 //     scale-out, where each shard's hash tag can land on its own primary.
-//   - Left and Used cost one round trip each (one script over the shards);
-//     Used is the count reconciliation compares with the durable record.
+//   - Left and Used cost one round trip each (one script over the shards).
+//     The reconciliation reads Left (lottery.StockAdmin) and compares total
+//     minus left with the durable record; Used reads the raw used count.
+//   - Trim (lottery.StockTrimmer) lowers a counter's used count to the
+//     durable one only if it is still what the caller read: a
+//     compare-and-set (one script over the shards for Redis, a CAS on the
+//     used count for Memory), so edges reconciling at once give units that
+//     crashed edges reserved back once.
 //   - go-redis is imported here and nowhere else.
 //
 // Package stocktest holds the contract suite every adapter runs.

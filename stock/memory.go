@@ -209,8 +209,8 @@ func (m *Memory) Trim(_ context.Context, key lottery.StockKey, expectUsed, toUse
 	if c == nil {
 		return false, notFound(key)
 	}
-	if toUsed < 0 || toUsed > expectUsed {
-		return false, &keyError{key: key, err: fmt.Errorf("%w: trim from %d to %d", lottery.ErrInvalid, expectUsed, toUsed)}
+	if err := checkTrim(key, expectUsed, toUsed); err != nil {
+		return false, err
 	}
 	g := c.gen.Load()
 	if !g.used.CompareAndSwap(expectUsed, toUsed) {
@@ -220,4 +220,13 @@ func (m *Memory) Trim(_ context.Context, key lottery.StockKey, expectUsed, toUse
 		g.soldOut.Store(false)
 	}
 	return true, nil
+}
+
+// checkTrim refuses a Trim that would raise the used count or take it
+// below zero.
+func checkTrim(key lottery.StockKey, expectUsed, toUsed int64) error {
+	if toUsed < 0 || toUsed > expectUsed {
+		return &keyError{key: key, err: fmt.Errorf("%w: trim from %d to %d", lottery.ErrInvalid, expectUsed, toUsed)}
+	}
+	return nil
 }

@@ -1061,8 +1061,8 @@ func (r *Redis) Left(ctx context.Context, key lottery.StockKey) (int64, error) {
 // lets the reconciliation of several edges give back units that crashed
 // edges reserved and never committed, once.
 func (r *Redis) Trim(ctx context.Context, key lottery.StockKey, expectUsed, toUsed int64) (bool, error) {
-	if toUsed < 0 || toUsed > expectUsed {
-		return false, &keyError{key: key, err: fmt.Errorf("%w: trim from %d to %d", lottery.ErrInvalid, expectUsed, toUsed)}
+	if err := checkTrim(key, expectUsed, toUsed); err != nil {
+		return false, err
 	}
 	k := r.key(key)
 	v, err := r.scripts.trim.do(ctx, r, k.shards, expectUsed, toUsed)
@@ -1234,8 +1234,8 @@ return {left, pick}
 `
 
 // trimLua lowers the used count summed over the shards KEYS from ARGV[1]
-// to ARGV[2], taking from the most used shards first, only if the sum is
-// still ARGV[1]. It answers 1 when it trimmed, 0 when the count moved, -1
+// to ARGV[2], taking from the shards in KEYS order (each down to zero at
+// most), only if the sum is still ARGV[1]. It answers 1 when it trimmed, 0 when the count moved, -1
 // when a shard is missing.
 const trimLua = `
 local expect, to = tonumber(ARGV[1]), tonumber(ARGV[2])
