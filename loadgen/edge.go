@@ -45,7 +45,7 @@ func startEdge(ctx context.Context, cfg SuiteConfig, conf string) (*edge, error)
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	stop, err := startPinned(ctx, cfg, []string{"LOTTERY_ADMIN_TOKEN=" + suiteToken}, "serve", "--config", path, "--addr", addr, "--data", filepath.Join(dir, "data"), "--log-level", "warn")
+	stop, err := startPinned(ctx, cfg, []string{"LOTTERY_ADMIN_TOKEN=" + suiteToken}, addr, "serve", "--config", path, "--data", filepath.Join(dir, "data"), "--log-level", "warn")
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -199,8 +199,10 @@ func (e *edge) call(method, path string, body []byte) ([]byte, error) {
 	return append([]byte(nil), resp.Body()...), nil
 }
 
-// startPinned starts the binary on the server core and waits until it answers.
-func startPinned(ctx context.Context, cfg SuiteConfig, env []string, args ...string) (func(), error) {
+// startPinned starts the binary with args and --addr addr on the server
+// core and waits until it listens there.
+func startPinned(ctx context.Context, cfg SuiteConfig, env []string, addr string, args ...string) (func(), error) {
+	args = append(args, "--addr", addr)
 	argv := append([]string{"-c", cfg.ServerCPU, cfg.Bin}, args...)
 	cmd := exec.CommandContext(ctx, "taskset", argv...)
 	cmd.Env = append(os.Environ(), env...)
@@ -218,12 +220,6 @@ func startPinned(ctx context.Context, cfg SuiteConfig, env []string, args ...str
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
-		}
-	}
-	var addr string
-	for i, a := range args {
-		if a == "--addr" {
-			addr = args[i+1]
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)

@@ -121,14 +121,14 @@ func profiles(cfg SuiteConfig, run string) []profile {
 		}
 	}
 	if mysql != "" {
+		d, dsnErr := parseMySQLDSN(mysql)
 		for _, l := range []struct {
 			name             string
 			dbCount, tbCount int
 		}{{"mariadb", 2, 4}, {"mariadb-1x1", 1, 1}} {
 			p := byName(l.name)
-			d, err := parseMySQLDSN(mysql)
-			if err != nil {
-				p.skip = err.Error()
+			if dsnErr != nil {
+				p.skip = dsnErr.Error()
 				continue
 			}
 			yaml, dbs := mysqlYAML(d, "lottery_bench_"+run+"_"+strings.ReplaceAll(l.name, "-", "_"), l.dbCount, l.tbCount)
@@ -268,11 +268,11 @@ func ruleDraw(name string, allWin bool) scenario {
 			{label: "native", suffix: suffixNative, engine: "native", ids: [4]int64{base + 1, base + 2, base + 3, base + 4}},
 			{label: "Wasm", suffix: suffixWasm, engine: "wasm", module: moduleName, ids: [4]int64{base + 11, base + 12, base + 13, base + 14}},
 		}
+		stock := int64(2 * requests / 4) // per activity, four per variant
+		if !allWin {
+			stock = int64(max(requests/100/4, 1))
+		}
 		for _, v := range variants {
-			stock := int64(2 * requests / 4)
-			if !allWin {
-				stock = int64(max(requests/100/4, 1))
-			}
 			for _, id := range v.ids {
 				if err := e.deploy(activity{id: id, stock: stock, awards: stock, mode: mode, rate: rate, module: v.module}); err != nil {
 					return nil, err

@@ -185,7 +185,7 @@ func measureBare(ctx context.Context, cfg SuiteConfig) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	stop, err := startPinned(ctx, cfg, []string{"GOMAXPROCS=1"}, "bare", "--addr", addr)
+	stop, err := startPinned(ctx, cfg, []string{"GOMAXPROCS=1"}, addr, "bare")
 	if err != nil {
 		return Result{}, err
 	}

@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/flashlottery/lottery/analytics"
 	"github.com/flashlottery/lottery/configs"
+	"github.com/flashlottery/lottery/invoice"
 	"github.com/flashlottery/lottery/lottery"
 	"github.com/flashlottery/lottery/orders"
 	"github.com/flashlottery/lottery/stock"
@@ -85,6 +87,15 @@ func openStock(cfg configs.Config) (stockStore, error) {
 		return st, nil
 	}
 	return nil, fmt.Errorf("stock backend %q is not available in this build", cfg.Stock.Backend)
+}
+
+// ensureTopic creates the invoice topic on cfg.Kafka.Brokers if it is
+// missing. A failure is only logged: the producer and consumer say soon
+// enough if the topic is missing.
+func ensureTopic(cfg configs.Config, log *slog.Logger) {
+	if err := invoice.EnsureTopic(cfg.Kafka.Brokers, cfg.Kafka.Topic, invoice.DefaultPartitions, cfg.Kafka.Timeout); err != nil {
+		log.Warn("invoice topic not ensured", "topic", cfg.Kafka.Topic, "err", err)
+	}
 }
 
 // openEvents opens the configured analytics backend.

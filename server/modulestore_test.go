@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/flashlottery/lottery/configs"
+	"github.com/flashlottery/lottery/loadgen"
 	"github.com/flashlottery/lottery/lottery"
 	"github.com/flashlottery/lottery/orders"
 	"github.com/flashlottery/lottery/wasm"
@@ -214,17 +214,11 @@ func metricValue(t *testing.T, e *edge, name string) float64 {
 	if err := e.c.DoTimeout(req, resp, 10*time.Second); err != nil || resp.StatusCode() != 200 {
 		t.Fatalf("metrics: %v %d", err, resp.StatusCode())
 	}
-	for _, line := range strings.Split(string(resp.Body()), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
-		}
+	v, ok := loadgen.ParseMetrics(resp.Body())[name]
+	if !ok {
+		t.Fatalf("metric %s not found", name)
 	}
-	t.Fatalf("metric %s not found", name)
-	return 0
+	return v
 }
 
 func sha256Hex(b []byte) string {

@@ -115,9 +115,8 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 		}
 		brokers = s.broker.Addrs()
 		log.Info("embedded Kafka-protocol broker started", "addrs", brokers)
-	} else if err := invoice.EnsureTopic(brokers, cfg.Kafka.Topic, invoice.DefaultPartitions, cfg.Kafka.Timeout); err != nil {
-		// The producer and consumer say soon enough if the topic is missing.
-		log.Warn("invoice topic not ensured", "topic", cfg.Kafka.Topic, "err", err)
+	} else {
+		ensureTopic(cfg, log)
 	}
 	if s.producer, err = invoice.NewProducer(invoice.ProducerConfig{Brokers: brokers, Topic: cfg.Kafka.Topic, ClientID: fmt.Sprintf("lottery-edge-%d", cfg.Node), Timeout: cfg.Kafka.Timeout}); err != nil {
 		return nil, fmt.Errorf("invoice producer: %w", err)

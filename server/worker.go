@@ -43,9 +43,7 @@ func NewWorker(cfg configs.Config, log *slog.Logger) (w *Worker, err error) {
 	if w.store, err = openOrders(context.Background(), cfg); err != nil {
 		return nil, err
 	}
-	if err := invoice.EnsureTopic(cfg.Kafka.Brokers, cfg.Kafka.Topic, invoice.DefaultPartitions, cfg.Kafka.Timeout); err != nil {
-		log.Warn("invoice topic not ensured", "topic", cfg.Kafka.Topic, "err", err)
-	}
+	ensureTopic(cfg, log)
 	w.dist = invoice.NewDistributor(w.store, invoice.WithLogger(log))
 	if w.consumer, err = invoice.NewConsumer(invoice.ConsumerConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, Group: cfg.Kafka.Group, Logger: log}, w.dist); err != nil {
 		_ = w.store.Close()

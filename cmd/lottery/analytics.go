@@ -40,18 +40,7 @@ func analyticsCmd(ctx context.Context, args []string) error {
 			q.Set(k, v)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*admin.url, "/")+"/api/v1/analytics/"+name+"?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+admin.adminToken())
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	resp, body, err := admin.send(ctx, http.MethodGet, "/api/v1/analytics/"+name+"?"+q.Encode(), nil, 30*time.Second)
 	if err != nil {
 		return err
 	}

@@ -501,8 +501,7 @@ func TestBrokerDownDrill(t *testing.T) {
 	}
 	b := startBackends(t)
 	conf := b.edgeConfig(t, edgeOpts{node: 1, kafkaTimeout: "2s", extra: "jobs: {compensateEvery: 200ms, staleAfter: 1s}\n"})
-	e := spawnEdge(t, b.bin, freeAddr(t), filepath.Join(t.TempDir(), "edge"), "--config", conf)
-	e.waitReady(t, 60*time.Second)
+	e := startEdge(t, b.bin, filepath.Join(t.TempDir(), "edge"), "--config", conf)
 	const id = 2201
 	deployAndStart(t, e.url, id, 1000000, 2, allWinAwards)
 	probe := b.db.probe(t)
@@ -652,8 +651,7 @@ func TestRedisDownDrill(t *testing.T) {
 	// Production's Redis timeout (50ms): the drill holds the edge to its
 	// promise of failing within 100ms.
 	conf := b.edgeConfig(t, edgeOpts{node: 1, redisTimeout: "50ms", extra: "jobs: {compensateEvery: 200ms, staleAfter: 1s, reconcileEvery: 500ms}\n"})
-	e := spawnEdge(t, b.bin, freeAddr(t), filepath.Join(t.TempDir(), "edge"), "--config", conf)
-	e.waitReady(t, 60*time.Second)
+	e := startEdge(t, b.bin, filepath.Join(t.TempDir(), "edge"), "--config", conf)
 	const id = 2301
 	deployAndStart(t, e.url, id, faultStock, 2, faultAwards)
 	probe := b.db.probe(t)
@@ -808,8 +806,7 @@ func TestMariaDBDownDrill(t *testing.T) {
 	}
 	b := startBackends(t)
 	conf := b.edgeConfig(t, edgeOpts{node: 1, extra: "jobs: {compensateEvery: 200ms, staleAfter: 1s}\n"})
-	e := spawnEdge(t, b.bin, freeAddr(t), filepath.Join(t.TempDir(), "edge"), "--config", conf)
-	e.waitReady(t, 60*time.Second)
+	e := startEdge(t, b.bin, filepath.Join(t.TempDir(), "edge"), "--config", conf)
 	const id = 2401
 	deployAndStart(t, e.url, id, faultStock, 2, faultAwards)
 	probe := b.db.probe(t)

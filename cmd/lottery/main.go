@@ -1,6 +1,7 @@
 // Command lottery is the flash-sale lottery edge: one binary that serves,
-// migrates, and drives load. It only wires: flags and config into the
-// packages that do the work.
+// migrates, drives load, and administers a running edge (analytics, rules,
+// modules). It only wires: flags and config into the packages that do the
+// work, and admin requests to the edge's API.
 package main
 
 import (
@@ -8,7 +9,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/rcrowley/go-metrics"
 	"io"
 	"log/slog"
 	"os"
@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rcrowley/go-metrics"
 
 	"github.com/flashlottery/lottery/configs"
 	"github.com/flashlottery/lottery/invoice"
@@ -203,7 +205,7 @@ func migrate(ctx context.Context, args []string) error {
 func bench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var cfg loadgen.Config
-	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "edge base URL")
+	admin := addAdminFlags(fs) // --url, and --token and --data for verify
 	fs.IntVar(&cfg.Requests, "requests", 20000, "total draw requests")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections")
 	fs.IntVar(&cfg.Users, "users", 10000, "distinct user ids")
@@ -211,31 +213,24 @@ func bench(ctx context.Context, args []string) error {
 	fs.Int64Var(&cfg.ActivityID, "activity", configs.DemoActivityID, "activity id")
 	fs.StringVar(&cfg.Path, "path", "/api/v1/draw", "endpoint")
 	verify := fs.Bool("verify", true, "verify stock, prizes, orders and invoices afterwards (needs the admin token)")
-	token := fs.String("token", "", "admin token (default: $LOTTERY_ADMIN_TOKEN or DATA/admin.token)")
-	data := fs.String("data", "data", "the edge's data directory, to find admin.token")
 	wait := fs.Duration("wait", 60*time.Second, "how long verification waits for invoices to be delivered")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg.URL = *admin.url
 	if cfg.UserPrefix == "" {
 		cfg.UserPrefix = fmt.Sprintf("b%x-", time.Now().UnixNano()&0xffffff)
 	}
 	if !*quiet && !*asJSON {
 		cfg.Progress = os.Stderr
 	}
-	tok := *token
+	var tok string
 	if *verify { // find the token before the load, not after it
-		if tok == "" {
-			tok = os.Getenv("LOTTERY_ADMIN_TOKEN")
-		}
-		if tok == "" {
-			b, err := os.ReadFile(filepath.Join(*data, "admin.token"))
-			if err != nil {
-				return fmt.Errorf("verify needs the admin token: --token, LOTTERY_ADMIN_TOKEN or %s: %w", filepath.Join(*data, "admin.token"), err)
-			}
-			tok = strings.TrimSpace(string(b))
+		var err error
+		if tok, err = admin.adminToken(); err != nil {
+			return fmt.Errorf("verify needs the admin token: --token, LOTTERY_ADMIN_TOKEN or %s: %w", filepath.Join(*admin.data, "admin.token"), err)
 		}
 	}
 	res, err := loadgen.Run(ctx, cfg)

@@ -33,33 +33,46 @@ func addAdminFlags(fs *flag.FlagSet) adminFlags {
 }
 
 // adminToken returns --token, else $LOTTERY_ADMIN_TOKEN, else the
-// contents of DATA/admin.token, else "".
-func (a adminFlags) adminToken() string {
+// contents of DATA/admin.token; the error is the file's when none is found.
+func (a adminFlags) adminToken() (string, error) {
 	if *a.token != "" {
-		return *a.token
+		return *a.token, nil
 	}
 	if tok := os.Getenv("LOTTERY_ADMIN_TOKEN"); tok != "" {
-		return tok
+		return tok, nil
 	}
-	if b, err := os.ReadFile(filepath.Join(*a.data, "admin.token")); err == nil {
-		return strings.TrimSpace(string(b))
+	b, err := os.ReadFile(filepath.Join(*a.data, "admin.token"))
+	if err != nil {
+		return "", err
 	}
-	return ""
+	return strings.TrimSpace(string(b)), nil
+}
+
+// send sends an admin request to the edge (without a token when none is
+// found: the edge answers 401) and returns the answer, its body read (at
+// most 16 MiB) and closed.
+func (a adminFlags) send(ctx context.Context, method, path string, body []byte, timeout time.Duration) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(*a.url, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, _ := a.adminToken()
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, out, nil
 }
 
 // call sends an admin request and prints the JSON answer indented.
 func (a adminFlags) call(ctx context.Context, method, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(*a.url, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.adminToken())
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	resp, out, err := a.send(ctx, method, path, body, time.Minute)
 	if err != nil {
 		return err
 	}

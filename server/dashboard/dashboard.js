@@ -74,8 +74,8 @@ function bars(canvas, rows) {
 async function poll() {
   const id = Number($("activity").value);
   try {
-    // The window is relative to the server's clock, not this browser's.
     const now = new Date();
+    // The window is relative to the server's clock, not this browser's.
     const q = `activityId=${id}&from=-60s`;
     const [act, tl, aw, lat] = await Promise.all([
       api(`/api/v1/activities/${id}`),
