@@ -17,6 +17,10 @@
 //     concrete types.
 //   - Stock is reserved before anything is written and given back when a later
 //     step fails, so the stock port is the single authority on "never oversold".
+//     A write whose commit went unanswered (ErrOutcomeUnknown) may have
+//     happened: its units stay reserved, and the reconciliation gives back
+//     those of a write that did not, once the stock port's count has stood
+//     above the durable record for two draw timeouts.
 //   - A draw of a new take is one store write: the take is recorded with
 //     its outcome and the order (Orders.TakeDraw, one transaction, the take
 //     stored already used), so a draw waits on one group commit, not two.

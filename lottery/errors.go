@@ -24,4 +24,10 @@ var (
 	ErrUnavailable = errors.New("dependency unavailable")
 	// ErrTakeUsed means the take was already turned into a draw (a concurrent draw won).
 	ErrTakeUsed = errors.New("take already used")
+	// ErrOutcomeUnknown comes with ErrUnavailable when a store's commit went
+	// unanswered (the server died or the connection broke at the COMMIT):
+	// the write may have happened. The draw keeps the stock it reserved for
+	// it, since giving it back could sell a unit twice; if the write did not
+	// happen, the reconciliation gives the units back (Reconcile).
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 )

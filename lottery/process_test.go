@@ -374,9 +374,13 @@ type flakyOrders struct {
 	*orders.SQLite
 	failTake, failDraw atomic.Bool
 	failReuse          atomic.Bool // Draw only: the draw of a reused take
-	userStates         atomic.Int64
-	takes, draws       atomic.Int64
-	takeDraws          atomic.Int64
+	// lostCommit makes TakeDraw answer an unknown outcome, after writing
+	// (true) or without writing (false is the zero: unset).
+	lostCommit    atomic.Bool
+	lostCommitted atomic.Bool
+	userStates    atomic.Int64
+	takes, draws  atomic.Int64
+	takeDraws     atomic.Int64
 }
 
 func (f *flakyOrders) UserState(ctx context.Context, userID string, activityID int64) (lottery.UserState, error) {
@@ -405,6 +409,14 @@ func (f *flakyOrders) TakeDraw(ctx context.Context, t *lottery.Take, takeCount i
 	f.takeDraws.Add(1)
 	if f.failTake.Load() || f.failDraw.Load() {
 		return fmt.Errorf("take and draw: %w", errInjected)
+	}
+	if f.lostCommit.Load() {
+		if f.lostCommitted.Load() {
+			if err := f.SQLite.TakeDraw(ctx, t, takeCount, o); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("take and draw: commit unanswered: %w: %w", lottery.ErrUnavailable, lottery.ErrOutcomeUnknown)
 	}
 	return f.SQLite.TakeDraw(ctx, t, takeCount, o)
 }
@@ -766,6 +778,49 @@ func TestSoldOutReusesUnusedTake(t *testing.T) {
 	}
 	if _, err := e.svc.Draw(ctx, "ivy", id); !errors.Is(err, lottery.ErrSoldOut) {
 		t.Errorf("another user's draw: %v, want sold out", err)
+	}
+}
+
+// A take whose commit went unanswered keeps its stock: had it committed,
+// giving the units back would sell them twice. If it did not commit, the
+// reconciliation gives them back.
+func TestUnknownOutcomeKeepsStock(t *testing.T) {
+	ctx := t.Context()
+	now := time.Now()
+	var fo *flakyOrders
+	e := newEnv(t, withClock(func() time.Time { return now }), func(d *lottery.Deps, _ *lottery.ServiceConfig) {
+		fo = &flakyOrders{SQLite: d.Catalog.(*orders.SQLite)}
+		d.Orders = fo
+	})
+	const id = 7012
+	e.deploy(t, activityDef{id: id, stock: 10, awards: []award{{"A", 5, 1}}, begin: now.Add(-time.Hour), end: now.Add(time.Hour)})
+	fo.lostCommit.Store(true)
+	for _, committed := range []bool{true, false} {
+		fo.lostCommitted.Store(committed)
+		_, err := e.svc.Draw(ctx, fmt.Sprintf("lost-%v", committed), id)
+		if !errors.Is(err, lottery.ErrUnavailable) || !errors.Is(err, lottery.ErrOutcomeUnknown) {
+			t.Fatalf("draw with an unanswered commit (committed %v): %v, want unavailable, outcome unknown", committed, err)
+		}
+	}
+	fo.lostCommit.Store(false)
+	// Both draws keep their units; one of them is recorded.
+	if left, award := e.left(t, id, ""), e.left(t, id, "A"); left != 8 || award != 3 {
+		t.Errorf("after two unanswered commits: stock left %d, award %d; want 8 and 3 (units kept)", left, award)
+	}
+	if au := e.audit(t, id); au.Takes != 1 || au.Orders != 1 {
+		t.Errorf("audit: takes %d, orders %d; want 1 and 1", au.Takes, au.Orders)
+	}
+	// The reconciliation gives back the units of the draw that did not
+	// commit, once the difference has stood for two draw timeouts.
+	log := &surplusLog{stock: map[int64]int64{}, award: map[int64]map[string]int64{}}
+	for range 2 {
+		if _, err := e.svc.Reconcile(ctx, log); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(5 * time.Second)
+	}
+	if left, award := e.left(t, id, ""), e.left(t, id, "A"); left != 9 || award != 4 {
+		t.Errorf("after reconciling: stock left %d, award %d; want 9 and 4", left, award)
 	}
 }
 

@@ -319,7 +319,10 @@ func (s *Service) drawTake(ctx context.Context, res *Result, strat *Strategy, ta
 		heldAct, heldAward bool
 	)
 	defer func() {
-		if err == nil {
+		// A write whose outcome is unknown may have recorded the take and
+		// the order: their units stay reserved (the reconciliation gives
+		// them back if it did not).
+		if err == nil || errors.Is(err, ErrOutcomeUnknown) {
 			return
 		}
 		rctx := context.WithoutCancel(ctx)

@@ -140,10 +140,11 @@
 //     deadlock (1213) or a lock wait timeout (1205) rolls the batch back and
 //     it runs again, up to three attempts (WriteStats.Retries counts them).
 //     A COMMIT whose reply is lost is never retried: its callers get
-//     ErrUnavailable though the batch may have committed. The draw process
-//     survives that: an unused take is reused by a later draw of the user, an
-//     order with mq_state init is sent by the compensation scan, and stock
-//     reconciliation repairs the counters.
+//     ErrUnavailable with lottery.ErrOutcomeUnknown, for the batch may have
+//     committed. The draw process survives that: it keeps the stock it
+//     reserved (so a committed take is never sold again), an order with
+//     mq_state init is sent by the compensation scan, and the stock
+//     reconciliation gives back the units of a batch that did not commit.
 //   - MySQL timeouts (MySQLTimeouts) bound every wait: dialing, each network
 //     read and write, each batch and each lock wait, so a server that is
 //     down fails a call at once and a hung one within seconds, always as

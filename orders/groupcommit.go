@@ -397,6 +397,9 @@ func (w *writer) runAll(b *batch, reqs []*request) error {
 // fail gives every request of a failed batch the batch's error: nothing of
 // the batch was written.
 func (w *writer) fail(reqs []*request, step string, err error) {
+	if step == "commit" { // the server did not say whether it committed
+		err = fmt.Errorf("%w: %w", lottery.ErrOutcomeUnknown, err)
+	}
 	err = fmt.Errorf("%s group commit %s: %w: %w", w.name, step, lottery.ErrUnavailable, err)
 	for _, r := range reqs {
 		r.err = err

@@ -426,3 +426,19 @@ func TestGroupCommitBulkLockWait(t *testing.T) {
 		t.Fatalf("the batch after: %v, %v; left %d, %d, %d", c.err, d.err, left(t, s, "free"), left(t, s, "next"), left(t, s, "locked"))
 	}
 }
+
+// A batch whose COMMIT went unanswered may have committed: its requests say
+// the outcome is unknown; a batch that failed before its COMMIT did not.
+func TestWriterFailOutcome(t *testing.T) {
+	w := &writer{name: "db"}
+	for _, c := range []struct {
+		step    string
+		unknown bool
+	}{{"commit", true}, {"batch", false}, {"begin", false}} {
+		r := &request{}
+		w.fail([]*request{r}, c.step, errors.New("connection reset"))
+		if !errors.Is(r.err, lottery.ErrUnavailable) || errors.Is(r.err, lottery.ErrOutcomeUnknown) != c.unknown {
+			t.Errorf("step %s: %v; want unavailable, outcome unknown %v", c.step, r.err, c.unknown)
+		}
+	}
+}
