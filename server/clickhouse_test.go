@@ -44,9 +44,17 @@ func TestClickHouseSummaryMatchesOrders(t *testing.T) {
 	a := e.audit(7)
 	byAward := a["OrdersByAward"].(map[string]any)
 	var sum map[string]any
-	waitFor(t, "every draw in ClickHouse", func() bool {
+	// Wait for the draws and their awards: the summary's queries of outcomes
+	// and of awards run apart, and ClickHouse may show a freshly inserted
+	// block to one before the other.
+	waitFor(t, "every draw and award in ClickHouse", func() bool {
 		_, sum = e.do("GET", "/api/v1/analytics/summary?activityId=7", testToken, nil)
-		return sum["draws"] == float64(draws)
+		awards, _ := sum["awards"].(map[string]any)
+		var n float64
+		for _, v := range awards {
+			n += v.(float64)
+		}
+		return sum["draws"] == float64(draws) && n == sum["wins"]
 	})
 	if sum["wins"] != a["Orders"] {
 		t.Fatalf("ClickHouse counts %v wins, the orders store %v orders", sum["wins"], a["Orders"])
