@@ -1006,10 +1006,12 @@ func TestOutboxConfirmsTogether(t *testing.T) {
 			t.Fatalf("draw %d: %+v, %v", i, res, err)
 		}
 	}
+	// Sent counts an acknowledgement a moment before it joins the waiting
+	// confirmations: wait for both.
 	deadline := time.Now().Add(10 * time.Second)
-	for relay.Stats().Sent < 6 {
+	for st := relay.Stats(); st.Sent < 6 || st.Confirming < 6; st = relay.Stats() {
 		if time.Now().After(deadline) {
-			t.Fatalf("relay stats %+v, want 6 sent", relay.Stats())
+			t.Fatalf("relay stats %+v, want 6 sent and waiting", st)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
