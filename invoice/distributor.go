@@ -7,8 +7,9 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"log/slog"
-	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/flashlottery/lottery/lottery"
@@ -80,6 +81,7 @@ type Distributor struct {
 	log    *slog.Logger
 	sink   Sink
 	byType [lottery.AwardGoods + 1]func(context.Context, lottery.Invoice) Delivery
+	macs   sync.Pool // of hash.Hash: HMAC-SHA256 under secret, reset
 
 	granted, duplicates, rejected atomic.Uint64
 }
@@ -180,18 +182,26 @@ var codeEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 // code is 80 bits of HMAC-SHA256(secret, kind || order id) in base32,
 // grouped by four: XXXX-XXXX-XXXX-XXXX.
 func (d *Distributor) code(kind string, orderID int64) string {
-	m := hmac.New(sha256.New, d.secret)
-	m.Write([]byte(kind))
-	m.Write(binary.BigEndian.AppendUint64(nil, uint64(orderID)))
-	s := codeEncoding.EncodeToString(m.Sum(nil)[:10])
-	var b strings.Builder
-	for i := 0; i < len(s); i += 4 {
-		if i > 0 {
-			b.WriteByte('-')
-		}
-		b.WriteString(s[i:min(i+4, len(s))])
+	m, _ := d.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, d.secret)
 	}
-	return b.String()
+	var buf [sha256.Size]byte
+	m.Write([]byte(kind))
+	m.Write(binary.BigEndian.AppendUint64(buf[:0], uint64(orderID)))
+	sum := m.Sum(buf[:0])
+	m.Reset()
+	d.macs.Put(m)
+	var enc [16]byte // 10 bytes in base32
+	codeEncoding.Encode(enc[:], sum[:10])
+	b := make([]byte, 0, len(enc)+len(enc)/4-1)
+	for i := 0; i < len(enc); i += 4 {
+		if i > 0 {
+			b = append(b, '-')
+		}
+		b = append(b, enc[i:i+4]...)
+	}
+	return string(b)
 }
 
 func deliveryOf(inv lottery.Invoice) Delivery {

@@ -2,7 +2,6 @@ package invoice
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/flashlottery/lottery/lottery"
 )

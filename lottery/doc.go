@@ -53,6 +53,11 @@
 //     mq_state to 1 itself (Granter), so the confirmation usually finds
 //     nothing left to write, and a delivered order costs one row update,
 //     not two. The compensation scan confirms what it re-sends at once.
+//   - A relay worker waits up to RelayConfig.Linger (the server sets 2ms)
+//     to fill its batch: the draws have answered already, and sarama's
+//     producer moves a message through four goroutines, each woken once per
+//     batch rather than once per message, and the broker writes one record
+//     batch instead of one per invoice.
 //   - The draw of a new take runs the drawer first and reserves the
 //     activity unit and the drawn award's unit together (StockBatch; the
 //     Redis adapter sends both in one pipeline, one round trip instead of

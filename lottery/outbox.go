@@ -32,6 +32,12 @@ type RelayConfig struct {
 	// crash loses the waiting confirmations; their orders are re-sent by the
 	// scan and the distributor's idempotence absorbs the repeat.
 	ConfirmEvery time.Duration
+	// Linger is how long a worker holding fewer than Batch invoices waits
+	// for more before it publishes (default 0: publish what is queued). The
+	// draw has answered by then, so a linger delays only the invoice; in
+	// exchange the producer moves many messages per wake-up of its
+	// goroutines and per produce request instead of one or two.
+	Linger time.Duration
 }
 
 // maxConfirming bounds the acknowledgements waiting for ConfirmEvery: at
@@ -187,19 +193,41 @@ func (r *Relay) work(ctx context.Context) {
 			r.drain(batch[:0])
 			return
 		case inv := <-r.queue:
-			batch = append(batch[:0], inv)
-		fill:
-			for len(batch) < r.cfg.Batch {
-				select {
-				case inv := <-r.queue:
-					batch = append(batch, inv)
-				default:
-					break fill
-				}
-			}
+			batch = r.fill(ctx, append(batch[:0], inv))
 			r.publish(context.WithoutCancel(ctx), batch, true)
 		}
 	}
+}
+
+// fill adds queued invoices to batch until it holds Batch, waiting up to
+// Linger for more when the queue runs dry first.
+func (r *Relay) fill(ctx context.Context, batch []Invoice) []Invoice {
+	var linger <-chan time.Time
+	for len(batch) < r.cfg.Batch {
+		select {
+		case inv := <-r.queue:
+			batch = append(batch, inv)
+			continue
+		default:
+		}
+		if r.cfg.Linger <= 0 {
+			return batch
+		}
+		if linger == nil {
+			t := time.NewTimer(r.cfg.Linger)
+			defer t.Stop()
+			linger = t.C
+		}
+		select {
+		case inv := <-r.queue:
+			batch = append(batch, inv)
+		case <-linger:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 func (r *Relay) drain(batch []Invoice) {

@@ -947,6 +947,7 @@ type fakePublisher struct {
 	mu    sync.Mutex
 	acked map[int64]int // order id -> acknowledgements
 	calls int
+	sizes []int // invoices per call
 }
 
 var errBroker = fmt.Errorf("fake broker down: %w", lottery.ErrUnavailable)
@@ -955,6 +956,7 @@ func (p *fakePublisher) Publish(_ context.Context, invs []lottery.Invoice) []err
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls++
+	p.sizes = append(p.sizes, len(invs))
 	errs := make([]error, len(invs))
 	for i, inv := range invs {
 		if p.fail.Load() {
@@ -975,6 +977,55 @@ func (p *fakePublisher) ackedOnce(ids []int64) error {
 		}
 	}
 	return nil
+}
+
+// A relay worker with a linger waits for more invoices before it
+// publishes, and publishes at once when its batch is full.
+func TestRelayLinger(t *testing.T) {
+	store := newStore(t)
+	pub := &fakePublisher{acked: map[int64]int{}}
+	relay := lottery.NewRelay(pub, store, lottery.RelayConfig{Batch: 8, Workers: 1, Linger: 300 * time.Millisecond, Timeout: 5 * time.Second, ConfirmEvery: time.Hour})
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); relay.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-ran })
+	sizes := func() []int {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		return append([]int(nil), pub.sizes...)
+	}
+	waitSent := func(n uint64, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for relay.Stats().Sent < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("sent %d within %v, want %d; batches %v", relay.Stats().Sent, within, n, sizes())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	inv := func(id int64) lottery.Invoice { return lottery.Invoice{OrderID: id, UserID: "u", ActivityID: 1} }
+	relay.Enqueue(inv(1))
+	time.Sleep(30 * time.Millisecond)
+	for id := int64(2); id <= 5; id++ {
+		relay.Enqueue(inv(id))
+	}
+	waitSent(5, 5*time.Second)
+	if got := sizes(); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("batches %v, want one of 5 (the linger gathers what arrives)", got)
+	}
+	// A full batch does not wait for the linger.
+	start := time.Now()
+	for id := int64(10); id < 18; id++ {
+		relay.Enqueue(inv(id))
+	}
+	waitSent(13, 5*time.Second)
+	if got := sizes(); len(got) != 2 || got[1] != 8 {
+		t.Fatalf("batches %v, want a second of 8", got)
+	}
+	if d := time.Since(start); d >= 250*time.Millisecond {
+		t.Fatalf("a full batch waited %v", d)
+	}
 }
 
 // Acknowledgements wait for the relay's confirmation write, which goes

@@ -78,6 +78,11 @@ func (g *group) stop() {
 	g.wg.Wait()
 }
 
+// relayLinger is how long a relay worker waits to fill a batch: invoices
+// leave a few milliseconds later, in batches of tens (the draws answered
+// before).
+const relayLinger = 2 * time.Millisecond
+
 // New validates cfg, opens every adapter (embedded defaults where no
 // address is configured), restores stock from the durable record and seeds
 // the demo activity when asked. It does not listen yet: call Start.
@@ -131,7 +136,7 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	s.sink = analytics.NewSink(s.events, analytics.SinkConfig{Capacity: cfg.Analytics.Capacity, BatchSize: cfg.Analytics.BatchSize, FlushEvery: cfg.Analytics.FlushEvery, RetryMax: time.Second, Logger: log})
-	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout, ConfirmEvery: max(min(500*time.Millisecond, cfg.Jobs.StaleAfter/4), time.Millisecond)})
+	s.relay = lottery.NewRelay(s.producer, s.store, lottery.RelayConfig{Timeout: cfg.Kafka.Timeout, Linger: relayLinger, ConfirmEvery: max(min(500*time.Millisecond, cfg.Jobs.StaleAfter/4), time.Millisecond)})
 	modStore, err := openModuleStore(cfg, s.store)
 	if err != nil {
 		return nil, err
