@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -46,7 +47,9 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: body: %v", lottery.ErrInvalid, err)
 	}
-	if dec.More() {
+	// More would miss a stray closing bracket; only the end of the body
+	// (after whitespace) may follow the object.
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("%w: body: trailing data after the JSON object", lottery.ErrInvalid)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,8 +197,12 @@ func adminToken(cfg configs.Config) (string, error) {
 		return cfg.AdminToken, nil
 	}
 	p := filepath.Join(cfg.DataDir, "admin.token")
-	if b, err := os.ReadFile(p); err == nil && len(b) >= 16 {
-		return string(b), nil
+	// An operator may have written the file with an editor (a trailing
+	// newline); the CLI trims what it reads, and so does the edge.
+	if b, err := os.ReadFile(p); err == nil {
+		if tok := strings.TrimSpace(string(b)); len(tok) >= 16 {
+			return tok, nil
+		}
 	}
 	buf := make([]byte, 16)
 	if _, err := rand.Read(buf); err != nil {

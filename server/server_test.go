@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +231,9 @@ func TestBadInput(t *testing.T) {
 		{"control char userId", "POST", "/api/v1/draw", "", []byte(`{"userId":"a\u0000b","activityId":7}`), 400, "invalid_argument"},
 		{"unknown field", "POST", "/api/v1/draw", "", []byte(`{"userId":"bob","activityId":7,"admin":true}`), 400, "invalid_argument"},
 		{"trailing data", "POST", "/api/v1/draw", "", []byte(`{"userId":"bob","activityId":7}{}`), 400, "invalid_argument"},
+		{"trailing bracket", "POST", "/api/v1/draw", "", []byte(`{"userId":"bob","activityId":7}}`), 400, "invalid_argument"},
+		{"trailing bracket, slow path", "POST", "/api/v1/draw", "", []byte(`{"activityId":7, "userId":"b\u006fb"}]`), 400, "invalid_argument"},
+		{"trailing whitespace passes the strict decoder", "POST", "/api/v1/draw", "", []byte("{\"userId\":\"b\\u006fb\",\"activityId\":424242}\n "), 404, "not_found"},
 		{"1 MiB body", "POST", "/api/v1/draw", "", huge, 413, "body_too_large"},
 		{"unknown activity", "POST", "/api/v1/draw", "", []byte(`{"userId":"bob","activityId":424242}`), 404, "not_found"},
 		{"draw with GET", "GET", "/api/v1/draw", "", nil, 405, "method_not_allowed"},
@@ -344,4 +349,28 @@ func FuzzParseDraw(f *testing.F) {
 			t.Fatalf("accepted invalid input: %q %d", user, id)
 		}
 	})
+}
+
+// The admin token file may end in a newline (an editor's); the edge
+// trims it as the CLI does, and a file too short to be a token is replaced.
+func TestAdminTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(p, []byte("  0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := configs.Config{DataDir: dir}
+	if tok, err := adminToken(cfg); err != nil || tok != "0123456789abcdef0123" {
+		t.Fatalf("token %q, %v; want the file's, trimmed", tok, err)
+	}
+	if err := os.WriteFile(p, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := adminToken(cfg)
+	if err != nil || len(tok) != 32 {
+		t.Fatalf("token %q, %v; want a new one of 32 hex digits", tok, err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != tok {
+		t.Fatalf("file holds %q, %v; want the new token", b, err)
+	}
 }
