@@ -62,6 +62,12 @@ type writer struct {
 	// fallbacks the batches whose multi-row statements met a request's own
 	// failure and that ran again one request at a time.
 	commits, writes, retries, fallbacks atomic.Uint64
+	// blind and blindMisses count the batches written without their read
+	// (runBulkConn) and those of them that met a count row and were read
+	// after all; blindSkip is how many batches are left to read first after
+	// a miss (owned by the loop's goroutines, hence atomic).
+	blind, blindMisses atomic.Uint64
+	blindSkip          atomic.Int64
 }
 
 // request is one caller's write. op runs inside the batch's transaction and
@@ -739,6 +745,17 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 		return step, redo, err
 	}
 	p, _ := w.plan(reqs)
+	if p.countsOnly() && w.blindSkip.Add(-1) < 0 {
+		w.blindSkip.Store(0)
+		hit, step, err := w.writeBlind(ctx, conn, p, reqs)
+		switch {
+		case err != nil:
+			return fail(step, err)
+		case hit:
+			return "", false, nil
+		}
+		p, _ = w.plan(reqs)
+	}
 	// START TRANSACTION rides with the read, or with the writes when there
 	// is nothing to read.
 	var ws []sqlText
@@ -763,6 +780,62 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 		return fail(step, err)
 	}
 	return "", false, nil
+}
+
+// blindSkipAfterMiss is how many batches read first after a blind write
+// met a count row: users who draw again make blind writes misses, and
+// each miss costs a round trip.
+const blindSkipAfterMiss = 64
+
+// countsOnly reports whether the read of p would fetch nothing but count
+// rows: the batch is new takes (and their draws) and outbox updates.
+func (p *bulkPlan) countsOnly() bool {
+	if len(p.countGroups) == 0 {
+		return false
+	}
+	for tb := range p.tbCount {
+		if len(p.drawIDs[tb]) > 0 || len(p.grantIDs[tb]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// writeBlind writes a batch of new takes as if none of their users had a
+// count row, which is what the read finds for a user's first draw: the
+// count rows are inserted, so a row that exists fails the insert with a
+// duplicate key and the text stops before its COMMIT. It then rolls back
+// and reports false (the caller reads and decides again), and the next
+// blindSkipAfterMiss batches read first. It reports true when the batch
+// committed. An error comes with its step as runBulkConn names them:
+// "batch" when the server answered a statement's error (nothing
+// committed), "commit" when the text got no answer (its outcome unknown).
+//
+// The read cannot lock a count row that does not exist either, so a row
+// another process inserts between the read and the writes fails the same
+// insert: writing blind changes no outcome, it saves the read's round
+// trip and its query, about a tenth of the server's CPU per draw.
+func (w *writer) writeBlind(ctx context.Context, conn *sql.Conn, p *bulkPlan, reqs []*request) (hit bool, step string, err error) {
+	p.decide(reqs)
+	w.blind.Add(1)
+	query, args := joinSQL(append(p.appendWrites([]sqlText{{query: `START TRANSACTION`}}), sqlText{query: `COMMIT`}))
+	_, err = conn.ExecContext(ctx, query, args...)
+	switch {
+	case err == nil:
+		return true, "", nil
+	case !w.d.statementErr(err):
+		return false, "commit", err
+	case !errors.Is(w.d.mapErr(err), lottery.ErrConflict):
+		return false, "batch", err
+	}
+	w.blindMisses.Add(1)
+	w.blindSkip.Store(blindSkipAfterMiss)
+	rctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
+	defer cancel()
+	if _, err := conn.ExecContext(rctx, `ROLLBACK`); err != nil {
+		return false, "batch", err
+	}
+	return false, "", nil
 }
 
 // rollbackTimeout bounds the ROLLBACK after a failed batch.

@@ -307,6 +307,75 @@ func benchTakeDraw(b *testing.B, s takeDrawStore) {
 	}
 }
 
+// TestMySQLBlindWrites: a batch of first takes is written without reading
+// the users' count rows; a user who draws again makes that write fail on
+// the existing row, and the batch is read and written again with the
+// right outcome, the next batches reading first.
+func TestMySQLBlindWrites(t *testing.T) {
+	s := openMySQL(t, orders.MySQLTestConfig(t, seedRouter(t)))
+	defer s.Close()
+	ctx := t.Context()
+	ids, _ := lottery.NewSnowflake(9)
+	award := lottery.Award{ID: "A", Type: lottery.AwardCoupon, Name: "coupon", Content: "10 off"}
+	takeDraw := func(user string, takeCount int) error {
+		tk := &lottery.Take{ID: ids.Next(), UserID: user, ActivityID: 1, StrategyID: 7}
+		o := &lottery.Order{ID: ids.Next(), Mode: lottery.ModeSingle, GrantType: lottery.GrantImmediate, Award: award, Module: "native", Seed: 1}
+		return s.TakeDraw(ctx, tk, takeCount, o)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 32)
+	for i := range errs {
+		wg.Go(func() { errs[i] = takeDraw("blind-"+strconv.Itoa(i), 1) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	st := s.WriteStats()
+	if st.Blind == 0 || st.BlindMisses != 0 {
+		t.Fatalf("first takes: %+v, want blind writes and no miss", st)
+	}
+
+	// A second take of a user with two: the blind insert meets the count
+	// row, and the read path takes the second.
+	if err := takeDraw("again", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := takeDraw("again", 2); err != nil {
+		t.Fatalf("second take of two: %v", err)
+	}
+	if st := s.WriteStats(); st.BlindMisses != 1 {
+		t.Fatalf("after a repeat user: %+v, want one miss", st)
+	}
+	if us, err := s.UserState(ctx, "again", 1); err != nil || us.Left != 0 {
+		t.Fatalf("UserState = %+v, %v; want none left of 2", us, err)
+	}
+	// The next batches read first: a third take is refused by the read,
+	// with no blind attempt.
+	blind := s.WriteStats().Blind
+	if err := takeDraw("again", 2); !errors.Is(err, lottery.ErrLimitReached) {
+		t.Fatalf("third take of two: %v, want ErrLimitReached", err)
+	}
+	if st := s.WriteStats(); st.Blind != blind || st.BlindMisses != 1 {
+		t.Fatalf("after a miss: %+v, want no blind write (was %d)", st, blind)
+	}
+	// Every prize has its order: 32 + 2.
+	var orders int
+	for i := range 32 {
+		os, err := s.UserOrders(ctx, "blind-"+strconv.Itoa(i), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders += len(os)
+	}
+	if os, err := s.UserOrders(ctx, "again", 10); err != nil || len(os) != 2 {
+		t.Fatalf("orders of the repeat user: %d, %v; want 2", len(os), err)
+	}
+	if orders != 32 {
+		t.Fatalf("%d orders of the first takes, want 32", orders)
+	}
+}
+
 // TestMySQLLockWaitRetry holds a user's count row from another connection,
 // as another edge would: the take's first attempt waits LockWait, fails
 // with a lock wait timeout, and the batch runs again once the row is free.

@@ -242,6 +242,10 @@ type WriteStats struct {
 	// because a request failed inside a multi-row statement (a duplicate
 	// key, a value a column refuses; MySQL only).
 	Fallbacks uint64
+	// Blind counts batches of first takes written without reading their
+	// count rows first, BlindMisses those of them that met a count row and
+	// were read and written again (MySQL only).
+	Blind, BlindMisses uint64
 }
 
 // WriteStats returns the group commit's counters; Writes/Commits is the
@@ -254,6 +258,8 @@ func (s *store) WriteStats() WriteStats {
 			st.Writes += sh.w.writes.Load()
 			st.Retries += sh.w.retries.Load()
 			st.Fallbacks += sh.w.fallbacks.Load()
+			st.Blind += sh.w.blind.Load()
+			st.BlindMisses += sh.w.blindMisses.Load()
 		}
 	}
 	return st

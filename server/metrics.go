@@ -56,6 +56,8 @@ func newMetrics(s *Server) *metrics {
 		counterFunc("lottery_orders_commits_total", "Group-commit transactions of the orders store.", func() uint64 { return s.store.WriteStats().Commits }),
 		counterFunc("lottery_orders_writes_total", "Write requests carried by the group commits (writes/commits is the batch size).", func() uint64 { return s.store.WriteStats().Writes }),
 		counterFunc("lottery_orders_retries_total", "Group commits run again after the server rolled them back (a deadlock or lock wait between concurrent batches).", func() uint64 { return s.store.WriteStats().Retries }),
+		counterFunc("lottery_orders_blind_total", "Group commits of first takes written without reading the users' count rows first (MySQL).", func() uint64 { return s.store.WriteStats().Blind }),
+		counterFunc("lottery_orders_blind_misses_total", "Blind group commits that met an existing count row, rolled back, and were read and written again.", func() uint64 { return s.store.WriteStats().BlindMisses }),
 		counterFunc("lottery_orders_fallbacks_total", "Multi-row group commits run again one request at a time because a request failed on its own terms (a duplicate, a row another batch inserted first).", func() uint64 { return s.store.WriteStats().Fallbacks }),
 		counterFunc("lottery_analytics_recorded_total", "Draw events handed to the analytics sink.", func() uint64 { return s.sink.Stats().Recorded }),
 		counterFunc("lottery_analytics_flushed_total", "Draw events written to the analytics store.", func() uint64 { return s.sink.Stats().Flushed }),
