@@ -42,6 +42,7 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each, default 10s)
 	$(GO) test -run XXX -fuzz '^FuzzExpr$$' -fuzztime $(FUZZTIME) ./sdk/wasmgen
 	$(GO) test -run XXX -fuzz '^FuzzLEB128$$' -fuzztime $(FUZZTIME) ./sdk/wasmgen
 	$(GO) test -run XXX -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./analytics
+	$(GO) test -run XXX -fuzz '^FuzzUnmarshalInvoice$$' -fuzztime $(FUZZTIME) ./invoice
 
 wasm: ## build the SDK examples: Go guests into bin/wasm, the AssemblyScript one into its committed testdata
 	mkdir -p bin/wasm

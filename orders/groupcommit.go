@@ -745,8 +745,7 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 		return step, redo, err
 	}
 	p, _ := w.plan(reqs)
-	if p.countsOnly() && w.blindSkip.Add(-1) < 0 {
-		w.blindSkip.Store(0)
+	if p.countsOnly() && w.blindTurn() {
 		hit, step, err := w.writeBlind(ctx, conn, p, reqs)
 		switch {
 		case err != nil:
@@ -786,6 +785,20 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 // met a count row: users who draw again make blind writes misses, and
 // each miss costs a round trip.
 const blindSkipAfterMiss = 64
+
+// blindTurn reports whether a batch that could be written blind is, and
+// counts down the batches that read first after a miss.
+func (w *writer) blindTurn() bool {
+	for {
+		n := w.blindSkip.Load()
+		if n <= 0 {
+			return true
+		}
+		if w.blindSkip.CompareAndSwap(n, n-1) {
+			return false
+		}
+	}
+}
 
 // countsOnly reports whether the read of p would fetch nothing but count
 // rows: the batch is new takes (and their draws) and outbox updates.
@@ -832,7 +845,11 @@ func (w *writer) writeBlind(ctx context.Context, conn *sql.Conn, p *bulkPlan, re
 	w.blindSkip.Store(blindSkipAfterMiss)
 	rctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
 	defer cancel()
-	if _, err := conn.ExecContext(rctx, `ROLLBACK`); err != nil {
+	if _, rerr := conn.ExecContext(rctx, `ROLLBACK`); rerr != nil {
+		// Nothing committed, but the transaction may still be open: the
+		// connection goes, and the batch fails on the duplicate (whose
+		// requests then run one at a time).
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		return false, "batch", err
 	}
 	return false, "", nil

@@ -1,11 +1,11 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 
-	json "github.com/segmentio/encoding/json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/flashlottery/lottery/lottery"
