@@ -211,7 +211,8 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64, now
 	// back and the draw goes again through the store read, which may find an
 	// unused take to reuse; so does a new take the activity's stock refused,
 	// since an unused take already holds its unit.
-	read := s.spent.has(act.ID, userID)
+	spentKey := s.spent.key(act.ID, userID) // hashed once, for has and add
+	read := s.spent.has(spentKey)
 	for {
 		take, isNew, err := s.partake(ctx, userID, act, now, read)
 		if err != nil {
@@ -227,7 +228,7 @@ func (s *Service) draw(ctx context.Context, userID string, activityID int64, now
 		}
 		limit := errors.Is(err, ErrLimitReached)
 		if limit || err == nil && take.TakeCount >= act.TakeCount {
-			s.spent.add(act.ID, userID)
+			s.spent.add(spentKey)
 		}
 		// A new take that fails only reserves the activity's unit, so a
 		// sold-out answer here is the activity's.

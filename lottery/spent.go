@@ -1,6 +1,7 @@
 package lottery
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"sync"
 )
@@ -39,20 +40,18 @@ func newSpentSet(capacity int) *spentSet {
 	return s
 }
 
+// key is the set's hash of (activity, user), for has and add.
 func (s *spentSet) key(activity int64, user string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	var b [8]byte
-	for i := range b {
-		b[i] = byte(activity >> (8 * i))
-	}
+	binary.LittleEndian.PutUint64(b[:], uint64(activity))
 	h.Write(b[:])
 	h.WriteString(user)
 	return h.Sum64()
 }
 
-func (s *spentSet) has(activity int64, user string) bool {
-	k := s.key(activity, user)
+func (s *spentSet) has(k uint64) bool {
 	sh := &s.shards[k%spentShards]
 	sh.mu.RLock()
 	_, ok := sh.m[k]
@@ -60,8 +59,7 @@ func (s *spentSet) has(activity int64, user string) bool {
 	return ok
 }
 
-func (s *spentSet) add(activity int64, user string) {
-	k := s.key(activity, user)
+func (s *spentSet) add(k uint64) {
 	sh := &s.shards[k%spentShards]
 	sh.mu.Lock()
 	if len(sh.m) >= s.max {

@@ -35,7 +35,8 @@ const maxAttempts = 3
 // updates, even of one request (which may carry a consumer's batch of
 // grants), runs as multi-row statements: one locking read, decisions
 // in Go, one statement per table and kind (see runBulk), in two round trips
-// with its COMMIT (runBulkConn). Otherwise, and when a request fails inside
+// with its COMMIT (runBulkConn; one, without the read, for a batch of first
+// takes written blind, see writeBlind). Otherwise, and when a request fails inside
 // a multi-row statement, the batch runs one request at a time: first
 // without savepoints (the fast path); only when a request fails after
 // writing does it run again with a SAVEPOINT per request (see runFast). A
@@ -722,7 +723,7 @@ func (w *writer) runBulk(b *batch, reqs []*request) (redo bool, err error) {
 // several statements per text (MySQL). It runs outside database/sql's
 // transactions, on the writer's connection: START TRANSACTION rides with
 // the read and COMMIT with the writes, so the batch costs two round trips
-// instead of four. On a failure it rolls back, or, if that fails too,
+// instead of four (one when it is written blind). On a failure it rolls back, or, if that fails too,
 // drops the connection, so a transaction never outlives its batch. A
 // failure of the writes' text is the "commit" step (its outcome unknown,
 // never retried) unless the server answered a statement's error
@@ -736,11 +737,7 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 	}
 	defer conn.Close()
 	fail := func(step string, err error) (string, bool, error) {
-		rctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
-		defer cancel()
-		if _, rerr := conn.ExecContext(rctx, `ROLLBACK`); rerr != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // drop it
-		}
+		_ = rollback(conn)
 		redo, err := w.bulkErr(err)
 		return step, redo, err
 	}
@@ -770,7 +767,7 @@ func (w *writer) runBulkConn(reqs []*request) (step string, redo bool, err error
 		}
 	}
 	p.decide(reqs)
-	query, args := joinSQL(append(p.appendWrites(ws), sqlText{query: `COMMIT`}))
+	query, args := p.commitText(ws)
 	if _, err := conn.ExecContext(ctx, query, args...); err != nil {
 		step := "commit"
 		if w.d.statementErr(err) {
@@ -831,7 +828,7 @@ func (p *bulkPlan) countsOnly() bool {
 func (w *writer) writeBlind(ctx context.Context, conn *sql.Conn, p *bulkPlan, reqs []*request) (hit bool, step string, err error) {
 	p.decide(reqs)
 	w.blind.Add(1)
-	query, args := joinSQL(append(p.appendWrites([]sqlText{{query: `START TRANSACTION`}}), sqlText{query: `COMMIT`}))
+	query, args := p.commitText([]sqlText{{query: `START TRANSACTION`}})
 	_, err = conn.ExecContext(ctx, query, args...)
 	switch {
 	case err == nil:
@@ -843,16 +840,31 @@ func (w *writer) writeBlind(ctx context.Context, conn *sql.Conn, p *bulkPlan, re
 	}
 	w.blindMisses.Add(1)
 	w.blindSkip.Store(blindSkipAfterMiss)
-	rctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
-	defer cancel()
-	if _, rerr := conn.ExecContext(rctx, `ROLLBACK`); rerr != nil {
-		// Nothing committed, but the transaction may still be open: the
-		// connection goes, and the batch fails on the duplicate (whose
-		// requests then run one at a time).
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	if rollback(conn) != nil {
+		// Nothing committed, and the connection is gone with its
+		// transaction: the batch fails on the duplicate (whose requests
+		// then run one at a time).
 		return false, "batch", err
 	}
 	return false, "", nil
+}
+
+// commitText is the text of one round trip that writes what decide found
+// after the statements of begin, and commits.
+func (p *bulkPlan) commitText(begin []sqlText) (string, []any) {
+	return joinSQL(append(p.appendWrites(begin), sqlText{query: `COMMIT`}))
+}
+
+// rollback rolls back the transaction open on conn or, if that fails,
+// drops the connection, so the transaction does not outlive its batch.
+func rollback(conn *sql.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
+	defer cancel()
+	_, err := conn.ExecContext(ctx, `ROLLBACK`)
+	if err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return err
 }
 
 // rollbackTimeout bounds the ROLLBACK after a failed batch.
