@@ -369,11 +369,14 @@ func (c *ClickHouse) Insert(ctx context.Context, events []lottery.Event) error {
 	// The hash costs about 60 ns an event: taken only while a batch that
 	// failed waits for its retry, or when this one fails.
 	var key uint64
+	id, retry := rand.Uint64()|1, false // never 0, the id of rows from before version 2
 	hashed := c.failed.any()
 	if hashed {
 		key = batchKey(events)
+		if old, ok := c.failed.lookup(key); ok { // a retry: the same id
+			id, retry = old, true
+		}
 	}
-	id, retry := c.failed.lookup(key, hashed)
 	if retry {
 		lo, hi := slices.Min(b.at), slices.Max(b.at)
 		var n uint64
@@ -418,19 +421,13 @@ func (f *failedBatches) any() bool {
 	return len(f.ids) > 0
 }
 
-// lookup returns the id a failed batch with hash key was sent with and
-// true, or a fresh random id and false (at once when the batch was not
-// hashed: no batch had failed).
-func (f *failedBatches) lookup(key uint64, hashed bool) (uint64, bool) {
-	if hashed {
-		f.mu.Lock()
-		id, ok := f.ids[key]
-		f.mu.Unlock()
-		if ok {
-			return id, true
-		}
-	}
-	return rand.Uint64() | 1, false // never 0, the id of rows from before version 2
+// lookup returns the id a failed batch with hash key was sent with, and
+// whether there is one.
+func (f *failedBatches) lookup(key uint64) (uint64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.ids[key]
+	return id, ok
 }
 
 func (f *failedBatches) remember(key, id uint64) {

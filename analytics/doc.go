@@ -77,9 +77,9 @@
 //     timeline at most MaxPoints (10,000) steps, of whole seconds under a
 //     minute (over at most MaxFineWindow, six hours) and of whole minutes
 //     above; bad parameters get an error wrapping lottery.ErrInvalid before
-//     any store is touched, listing every problem of the activity id and
-//     window (a timeline's step is checked once those are valid, and its
-//     first problem reported). Timelines are dense (a point per step, zeros
+//     any store is touched, naming the activity id's problem and the
+//     window's first (a timeline's step is checked once those are valid,
+//     and its first problem reported). Timelines are dense (a point per step, zeros
 //     included) so both stores answer alike and a chart needs no gap
 //     filling, and their steps are aligned to the epoch (UTC), not to from,
 //     so a dashboard polling a sliding window sees stable steps and every

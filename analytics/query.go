@@ -194,8 +194,8 @@ type window struct {
 // checkWindow validates the parameters shared by the bounded queries:
 // a positive activity id and a window [from, to), taken to the whole second,
 // that is not empty, lies between 1970 and 2106 (what a ClickHouse DateTime
-// holds) and spans at most MaxWindow. Every problem is reported, wrapped in
-// lottery.ErrInvalid.
+// holds) and spans at most MaxWindow. The activity id's problem and the
+// window's first are reported, wrapped in lottery.ErrInvalid.
 func checkWindow(activityID int64, from, to time.Time) (window, error) {
 	w := window{act: activityID, lo: from.Unix(), hi: to.Unix()}
 	var errs []string

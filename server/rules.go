@@ -123,7 +123,9 @@ func (s *Server) handleRuleDraw(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	in := abi.RuleInput{TimeMs: start.UnixMilli(), Attrs: attrs}
-	if err := in.Validate(); err != nil { // the ABI's own bounds, checked without encoding: the module call encodes
+	// The ABI's own bounds, checked here so that bad attributes are a 400
+	// whatever the tree (the engine checks them again: one short loop).
+	if err := in.Validate(); err != nil {
 		s.fail(ctx, fmt.Errorf("%w: attributes: %v", lottery.ErrInvalid, err))
 		return
 	}

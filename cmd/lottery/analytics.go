@@ -6,10 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -62,11 +63,7 @@ func analyticsCmd(ctx context.Context, args []string) error {
 // one list of rows (awards, points, modules) as a table.
 func printAnalytics(w io.Writer, name string, m map[string]any) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	var rows []any
 	var rowsName string
 	for _, k := range keys {
@@ -75,12 +72,7 @@ func printAnalytics(w io.Writer, name string, m map[string]any) error {
 			rows, rowsName = v, k
 		case map[string]any:
 			fmt.Fprintf(tw, "%s:\n", k)
-			sub := make([]string, 0, len(v))
-			for sk := range v {
-				sub = append(sub, sk)
-			}
-			sort.Strings(sub)
-			for _, sk := range sub {
+			for _, sk := range slices.Sorted(maps.Keys(v)) {
 				fmt.Fprintf(tw, "  %s\t%v\n", sk, v[sk])
 			}
 		default:
@@ -96,10 +88,7 @@ func printAnalytics(w io.Writer, name string, m map[string]any) error {
 				continue
 			}
 			if i == 0 {
-				for k := range row {
-					cols = append(cols, k)
-				}
-				sort.Strings(cols)
+				cols = slices.Sorted(maps.Keys(row))
 				fmt.Fprintln(tw, strings.Join(cols, "\t"))
 			}
 			vals := make([]string, len(cols))
