@@ -133,8 +133,10 @@ type Kafka struct {
 	Topic   string   `yaml:"topic"`
 	Group   string   `yaml:"group"`
 	// EmbeddedAddr is where the embedded broker listens ("127.0.0.1:0" picks a port).
-	EmbeddedAddr string        `yaml:"embeddedAddr"`
-	Timeout      time.Duration `yaml:"timeout"`
+	EmbeddedAddr string `yaml:"embeddedAddr"`
+	// Retention is how long the embedded broker keeps an invoice.
+	Retention time.Duration `yaml:"retention"`
+	Timeout   time.Duration `yaml:"timeout"`
 	// Consume runs the invoice consumer (the distributor) in this process.
 	Consume bool `yaml:"consume"`
 }
@@ -188,7 +190,7 @@ func Default() Config {
 		},
 		Stock:     Stock{Backend: "memory", Redis: Redis{Prefix: "lottery:", Mode: "lua", Shards: 1, Timeout: 50 * time.Millisecond}},
 		Orders:    Orders{Backend: "sqlite", DBCount: 2, TBCount: 4, CatalogTTL: 500 * time.Millisecond},
-		Kafka:     Kafka{Topic: "lottery_invoice", Group: "lottery_invoice_distributor", EmbeddedAddr: "127.0.0.1:0", Timeout: 5 * time.Second, Consume: true},
+		Kafka:     Kafka{Topic: "lottery_invoice", Group: "lottery_invoice_distributor", EmbeddedAddr: "127.0.0.1:0", Retention: 7 * 24 * time.Hour, Timeout: 5 * time.Second, Consume: true},
 		Analytics: Analytics{Backend: "embedded", ClickHouse: ClickHouse{Database: "lottery", Username: "default"}, Capacity: 1 << 16, BatchSize: 4096, FlushEvery: time.Second},
 		Jobs:      Jobs{StateEvery: 5 * time.Second, CompensateEvery: 10 * time.Second, StaleAfter: 30 * time.Second, ReconcileEvery: 10 * time.Second},
 		Modules:   Modules{PollEvery: 200 * time.Millisecond},
@@ -336,6 +338,9 @@ func (c *Config) Validate() error {
 	if len(c.Kafka.Brokers) == 0 {
 		if _, _, err := net.SplitHostPort(c.Kafka.EmbeddedAddr); err != nil {
 			bad("kafka.embeddedAddr %q: %v", c.Kafka.EmbeddedAddr, err)
+		}
+		if c.Kafka.Retention < time.Minute {
+			bad("kafka.retention %s: want at least 1m", c.Kafka.Retention)
 		}
 	}
 	switch c.Analytics.Backend {

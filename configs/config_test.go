@@ -43,6 +43,7 @@ func TestLoadRejects(t *testing.T) {
 		{"unknown key", "adress: x\n", "field adress not found"},
 		{"bad type", "node: many\n", "cannot unmarshal"},
 		{"bad addr", "addr: nowhere\n", "addr"},
+		{"short retention", "kafka:\n  retention: 10s\n", "kafka.retention 10s"},
 		{"many problems", "node: 5000\nadminToken: short\norders:\n  dbCount: 0\n", "node must be"},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,12 @@
 //     a data dir everything lives in memory. A data dir is locked (flock on
 //     unix) so two brokers cannot share it. Restart on the same Addr:
 //     clients remember the advertised address.
+//   - The embedded broker keeps a message for BrokerConfig.Retention (7
+//     days, Kafka's default): kfake knows log.retention.ms but enforces it
+//     only when asked, so a goroutine owned by the Broker calls
+//     ApplyRetention every quarter of the retention (at most every 5
+//     minutes). Without it the log on disk and kfake's in-memory index of
+//     its batches grew with every invoice for as long as the broker ran.
 //   - Producer: an idempotent sarama AsyncProducer (acks from all in-sync
 //     replicas, one request in flight per connection, as sarama requires
 //     for idempotence), keyed by user id so one user's invoices stay in

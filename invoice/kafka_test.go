@@ -153,6 +153,48 @@ func TestBrokerRestartKeepsData(t *testing.T) {
 	}
 }
 
+// TestBrokerRetention drops invoices older than the retention, from the
+// broker's count and from what a reader of the topic sees, and keeps the
+// newer ones; a retention below a millisecond is refused.
+func TestBrokerRetention(t *testing.T) {
+	if _, err := invoice.StartBroker(invoice.BrokerConfig{Retention: time.Microsecond}); !errors.Is(err, lottery.ErrInvalid) {
+		t.Fatalf("retention 1µs: got %v, want ErrInvalid", err)
+	}
+	const retention = 400 * time.Millisecond
+	b := startBroker(t, invoice.BrokerConfig{DataDir: t.TempDir(), Retention: retention})
+	p := newProducer(t, b.Addrs())
+	defer p.Close()
+	old := invoices(1000, 40)
+	invoicetest.MustPublish(t, p, old)
+	if got := b.Held(); got != int64(len(old)) {
+		t.Fatalf("after publishing %d the broker holds %d", len(old), got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Held() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d invoices still held %s after a retention of %s", b.Held(), 10*time.Second, retention)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fresh := invoices(2000, 10)
+	invoicetest.MustPublish(t, p, fresh)
+	var seen []int64
+	invoicetest.ReadTopic(t, b.Addrs(), invoice.DefaultTopic, func(m *sarama.ConsumerMessage) {
+		var inv lottery.Invoice
+		if err := json.Unmarshal(m.Value, &inv); err != nil {
+			t.Errorf("message at offset %d: %v", m.Offset, err)
+		}
+		seen = append(seen, inv.OrderID)
+	})
+	// The fresh invoices may themselves expire while being read on a slow
+	// machine, but no old one may be read.
+	for _, id := range seen {
+		if id < 2000 {
+			t.Fatalf("read order %d, published before the retention passed (read %v)", id, seen)
+		}
+	}
+}
+
 // TestProducerConcurrentPublishAndClose publishes from many goroutines
 // while the producer closes: every call returns, none panics, and every
 // invoice gets either an ack or ErrClosed.

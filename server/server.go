@@ -115,7 +115,7 @@ func New(cfg configs.Config, log *slog.Logger) (s *Server, err error) {
 	}
 	brokers := cfg.Kafka.Brokers
 	if len(brokers) == 0 {
-		s.broker, err = invoice.StartBroker(invoice.BrokerConfig{Addr: cfg.Kafka.EmbeddedAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Topic: cfg.Kafka.Topic})
+		s.broker, err = invoice.StartBroker(invoice.BrokerConfig{Addr: cfg.Kafka.EmbeddedAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Topic: cfg.Kafka.Topic, Retention: cfg.Kafka.Retention})
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}

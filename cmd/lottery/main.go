@@ -280,6 +280,7 @@ func broker(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data", "data/broker", "data directory (messages and committed offsets survive restarts)")
 	fs.StringVar(&cfg.Topic, "topic", invoice.DefaultTopic, "topic to create")
 	fs.IntVar(&cfg.Partitions, "partitions", invoice.DefaultPartitions, "partitions of the topic")
+	fs.DurationVar(&cfg.Retention, "retention", invoice.DefaultRetention, "how long a message is kept")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -288,7 +289,7 @@ func broker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg.Logger.Info("Kafka-protocol broker listening", "addrs", b.Addrs(), "data", cfg.DataDir, "topic", cfg.Topic)
+	cfg.Logger.Info("Kafka-protocol broker listening", "addrs", b.Addrs(), "data", cfg.DataDir, "topic", cfg.Topic, "retention", cfg.Retention)
 	<-ctx.Done()
 	b.Close()
 	return nil
