@@ -68,12 +68,12 @@ func profiles(cfg SuiteConfig, run string) []profile {
 	ps := []profile{
 		{
 			name: "embedded", label: "embedded",
-			desc:      "memory stock, SQLite orders (2 x 4 shards), embedded Kafka-protocol broker and analytics, all in the edge's process",
+			desc:      "memory stock, SQLite orders (2 x 4 shards: two databases, each with one take and one count table and four order tables, as the seed), embedded Kafka-protocol broker and analytics, all in the edge's process",
 			scenarios: []scenario{flashSale(rowEmbeddedFlash), allWin(rowEmbeddedAllWin)},
 		},
 		{
 			name: "embedded-1x1", label: "embedded, 1 x 1",
-			desc:      "embedded as above with orders in one database and one table per kind (orders.dbCount 1, tbCount 1): a batch writes one statement per table instead of four",
+			desc:      "embedded as above with orders in one database and one order table (orders.dbCount 1, tbCount 1): a batch writes its orders in one statement instead of up to four",
 			config:    "orders: {dbCount: 1, tbCount: 1}\n",
 			scenarios: []scenario{allWin(rowEmbedded1x1)},
 		},
@@ -91,7 +91,7 @@ func profiles(cfg SuiteConfig, run string) []profile {
 		},
 		{
 			name: "mariadb-1x1", label: "Redis stock + MariaDB orders, 1 x 1",
-			desc:      "as above with orders in one database and one table per kind (orders.dbCount 1, tbCount 1), the layout for one MariaDB server: the seed's 2 x 4 splits every group commit into four statements per table kind, which costs the server CPU per statement, not per row",
+			desc:      "as above with orders in one database and one order table (orders.dbCount 1, tbCount 1), the layout for one MariaDB server: the seed's 2 x 4 splits the draws over two group commits and each one's orders into up to four INSERTs, and the server's cost is mostly per statement, not per row",
 			skip:      missing(envRedis, envMySQL),
 			scenarios: []scenario{allWin(rowMariaDB1x1)},
 		},

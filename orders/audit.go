@@ -89,20 +89,37 @@ func (s *store) auditShard(ctx context.Context, sh *shard, activityID int64, a *
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
+	take, count := TableTake, TableTakeCount
+	var takes, used, won, wonNoOrder, countBad int64
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(state = 1), 0), COALESCE(SUM(state = 1 AND award_id <> ''), 0)
+		FROM `+take+` WHERE activity_id = ?`, activityID).Scan(&takes, &used, &won); err != nil {
+		return err
+	}
+	// A won take's order is in one of the database's order tables (the
+	// one its user routes to, which SQL cannot compute): look in each.
+	noOrder := make([]string, s.router.TBCount)
+	for tb := range noOrder {
+		noOrder[tb] = `NOT EXISTS (SELECT 1 FROM ` + ShardTable(TableExport, tb) + ` o WHERE o.uuid = t.take_id)`
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+take+` t
+		WHERE t.activity_id = ? AND t.state = 1 AND t.award_id <> ''
+		AND `+strings.Join(noOrder, " AND "), activityID).Scan(&wonNoOrder); err != nil {
+		return err
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+count+` c
+		WHERE c.activity_id = ? AND c.total_count - c.left_count <>
+			(SELECT COUNT(*) FROM `+take+` t WHERE t.activity_id = c.activity_id AND t.user_id = c.user_id)`,
+		activityID).Scan(&countBad); err != nil {
+		return err
+	}
+	a.Takes += takes
+	a.UsedTakes += used
+	a.WonTakes += won
+	a.WonWithoutOrder += wonNoOrder
+	a.CountMismatch += countBad
 	for tb := range s.router.TBCount {
-		take := ShardTable(TableTake, tb)
-		count := ShardTable(TableTakeCount, tb)
 		export := ShardTable(TableExport, tb)
-		var takes, used, won, wonNoOrder, orphan, mismatch, countBad int64
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(state = 1), 0), COALESCE(SUM(state = 1 AND award_id <> ''), 0)
-			FROM `+take+` WHERE activity_id = ?`, activityID).Scan(&takes, &used, &won); err != nil {
-			return err
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+take+` t
-			WHERE t.activity_id = ? AND t.state = 1 AND t.award_id <> ''
-			AND NOT EXISTS (SELECT 1 FROM `+export+` o WHERE o.uuid = t.take_id)`, activityID).Scan(&wonNoOrder); err != nil {
-			return err
-		}
+		var orphan, mismatch int64
 		if err := tx.QueryRowContext(ctx, `SELECT
 				COALESCE(SUM(t.take_id IS NULL OR t.state <> 1), 0),
 				COALESCE(SUM(t.take_id IS NOT NULL AND t.state = 1 AND t.award_id <> o.award_id), 0)
@@ -110,19 +127,8 @@ func (s *store) auditShard(ctx context.Context, sh *shard, activityID int64, a *
 			WHERE o.activity_id = ?`, activityID).Scan(&orphan, &mismatch); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+count+` c
-			WHERE c.activity_id = ? AND c.total_count - c.left_count <>
-				(SELECT COUNT(*) FROM `+take+` t WHERE t.activity_id = c.activity_id AND t.user_id = c.user_id)`,
-			activityID).Scan(&countBad); err != nil {
-			return err
-		}
-		a.Takes += takes
-		a.UsedTakes += used
-		a.WonTakes += won
-		a.WonWithoutOrder += wonNoOrder
 		a.OrphanOrders += orphan
 		a.AwardMismatch += mismatch
-		a.CountMismatch += countBad
 		rows, err := tx.QueryContext(ctx, `SELECT award_id, mq_state, grant_state, COUNT(*) FROM `+export+`
 			WHERE activity_id = ? GROUP BY award_id, mq_state, grant_state`, activityID)
 		if err != nil {

@@ -104,11 +104,11 @@ func MySQLTestServerDB(t testing.TB) *sql.DB {
 	return db
 }
 
-// HoldCountRow locks user's count row of activity 1 in table tb of the
+// HoldCountRow locks user's count row of activity 1 in the
 // shard database at dsn, from a connection of its own, as another edge
 // would, and checks that its left count is want. Committing the returned
 // transaction frees the row; the test's cleanup rolls back one left open.
-func HoldCountRow(t testing.TB, dsn string, tb int, user string, want int) *sql.Tx {
+func HoldCountRow(t testing.TB, dsn string, user string, want int) *sql.Tx {
 	t.Helper()
 	other, err := sql.Open("mysql", dsn)
 	if err != nil {
@@ -122,7 +122,7 @@ func HoldCountRow(t testing.TB, dsn string, tb int, user string, want int) *sql.
 	}
 	t.Cleanup(func() { tx.Rollback() })
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT left_count FROM `+ShardTable(TableTakeCount, tb)+
+	if err := tx.QueryRowContext(ctx, `SELECT left_count FROM `+TableTakeCount+
 		` WHERE user_id = ? AND activity_id = 1 FOR UPDATE`, user).Scan(&n); err != nil || n != want {
 		t.Fatalf("lock the count row: left %d, %v", n, err)
 	}

@@ -505,24 +505,29 @@ func (r rowScanner) Scan(dest ...any) error {
 // writeKind names a statement of the write path.
 type writeKind int
 
-// The write statements. Kinds from wSavepoint on do not depend on the table.
+// The write statements. The first kinds write an order table, one of
+// tbCount; kinds from wDecrement on have one table per database (the take
+// and count tables) or none (the savepoints), and take dbTable as table.
 const (
-	wDecrement writeKind = iota
+	wInsertOrder writeKind = iota
+	wGrant
+	wOrderExists
+	wDecrement
 	wInsertTake
 	wUseTake
 	wTakeState
-	wInsertOrder
-	wGrant
-	wOrderExists
 	wSavepoint
 	wRelease
 	wRollbackTo
 	numWriteKinds
 )
 
+// dbTable is the table argument of the kinds with one table per database.
+const dbTable = 0
+
 func writeIndex(k writeKind, tb, tbCount int) int {
-	if k >= wSavepoint {
-		tb = 0
+	if k >= wDecrement {
+		tb = dbTable
 	}
 	return int(k)*tbCount + tb
 }
@@ -540,14 +545,15 @@ const (
 	exportRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
 )
 
-// writeSQL returns the statement of kind k on table tb in dialect d. Only
-// the count decrement and the savepoint statements differ between dialects.
+// writeSQL returns the statement of kind k on order table tb in dialect d.
+// Only the count decrement and the savepoint statements differ between
+// dialects.
 func writeSQL(d *dialect, k writeKind, tb int) string {
-	take := ShardTable(TableTake, tb)
+	take := TableTake
 	export := ShardTable(TableExport, tb)
 	switch k {
 	case wDecrement:
-		return d.decrementSQL(ShardTable(TableTakeCount, tb))
+		return d.decrementSQL(TableTakeCount)
 	case wInsertTake:
 		return `INSERT INTO ` + take + takeColumns + takeRow
 	case wUseTake:
@@ -573,7 +579,7 @@ func prepareWrites(ctx context.Context, d *dialect, db *sql.DB, tbCount int) ([]
 	stmts := make([]*sql.Stmt, int(numWriteKinds)*tbCount)
 	for k := range numWriteKinds {
 		for tb := range tbCount {
-			if k >= wSavepoint && tb > 0 {
+			if k >= wDecrement && tb > dbTable {
 				break
 			}
 			s, err := db.PrepareContext(ctx, writeSQL(d, k, tb))
@@ -655,7 +661,6 @@ func bulkable(reqs []*request) int {
 
 // countKey names a count row; countRow is what runBulk knows of it.
 type countKey struct {
-	tb         int
 	userID     string
 	activityID int64
 }
@@ -803,8 +808,11 @@ func (p *bulkPlan) countsOnly() bool {
 	if len(p.countGroups) == 0 {
 		return false
 	}
+	if len(p.drawIDs) > 0 {
+		return false
+	}
 	for tb := range p.tbCount {
-		if len(p.drawIDs[tb]) > 0 || len(p.grantIDs[tb]) > 0 {
+		if len(p.grantIDs[tb]) > 0 {
 			return false
 		}
 	}
@@ -887,14 +895,14 @@ func (w *writer) bulkErr(err error) (redo bool, _ error) {
 type bulkPlan struct {
 	tbCount     int
 	countGroups []countGroup
-	drawIDs     [][]int64 // by table
-	grantIDs    [][]int64
+	drawIDs     []int64   // takes to read (one take table)
+	grantIDs    [][]int64 // orders to read, by order table
 	counts      map[countKey]*countRow
-	takes       map[rowKey]*idRow
-	orders      map[rowKey]*idRow
-	// What decide found, by table.
-	newTakes  [][]*takeReq
-	usedTakes [][]*drawReq
+	takes       map[int64]*idRow  // by take id
+	orders      map[rowKey]*idRow // by order table and id
+	// What decide found: the takes (one table), the orders by table.
+	newTakes  []*takeReq
+	usedTakes []*drawReq
 	newOrders [][]*drawReq
 	granted   [][]*grantReq
 	// extra are the statements of requests that decide nothing, written
@@ -907,36 +915,32 @@ type bulkPlan struct {
 func (w *writer) plan(reqs []*request) (p *bulkPlan, others []*request) {
 	p = &bulkPlan{
 		tbCount:   w.tbCount,
-		drawIDs:   make([][]int64, w.tbCount),
 		grantIDs:  make([][]int64, w.tbCount),
 		counts:    map[countKey]*countRow{},
-		takes:     map[rowKey]*idRow{},
+		takes:     map[int64]*idRow{},
 		orders:    map[rowKey]*idRow{},
-		newTakes:  make([][]*takeReq, w.tbCount),
-		usedTakes: make([][]*drawReq, w.tbCount),
 		newOrders: make([][]*drawReq, w.tbCount),
 		granted:   make([][]*grantReq, w.tbCount),
 	}
-	groupOf := map[countGroupKey]int{}
+	groupOf := map[int64]int{} // activity -> its index in countGroups
 	for _, r := range reqs {
 		r.err = nil
 		switch {
 		case r.take != nil:
 			t := r.take
-			gk := countGroupKey{t.tb, t.activityID}
-			i, ok := groupOf[gk]
+			i, ok := groupOf[t.activityID]
 			if !ok {
 				i = len(p.countGroups)
-				groupOf[gk] = i
-				p.countGroups = append(p.countGroups, countGroup{countGroupKey: gk})
+				groupOf[t.activityID] = i
+				p.countGroups = append(p.countGroups, countGroup{activityID: t.activityID})
 			}
-			k := countKey{t.tb, t.userID, t.activityID}
+			k := countKey{t.userID, t.activityID}
 			if _, ok := p.counts[k]; !ok {
 				p.counts[k] = nil // listed; scan fills it if it exists
 				p.countGroups[i].users = append(p.countGroups[i].users, t.userID)
 			}
 		case r.draw != nil:
-			p.drawIDs[r.draw.tb] = append(p.drawIDs[r.draw.tb], r.draw.takeID)
+			p.drawIDs = append(p.drawIDs, r.draw.takeID)
 		case r.grants != nil:
 			for _, g := range r.grants {
 				p.grantIDs[g.tb] = append(p.grantIDs[g.tb], g.orderID)
@@ -959,36 +963,38 @@ const (
 
 // read returns the query that reads what the requests depend on, its
 // SELECTs joined by union: a row per count row, take or order, as (kind,
-// table, user, id, state, left), where for a count row id is the activity
-// and state the total count. It is "" when there is nothing to read.
+// table, user, id, state, left), where table is the order table (0 for the
+// count and take rows, of one table each), and for a count row id is the
+// activity and state the total count. It is "" when there is nothing to
+// read.
 func (p *bulkPlan) read(union func([]string) string) (string, []any) {
 	var (
 		parts []string
 		args  []any
 	)
 	for _, g := range p.countGroups {
-		parts = append(parts, `SELECT `+strconv.Itoa(readCount)+` AS k, `+strconv.Itoa(g.tb)+` AS tb, user_id, activity_id, total_count, left_count
-			FROM `+ShardTable(TableTakeCount, g.tb)+` WHERE activity_id = ? AND user_id IN (`+marks(len(g.users))+`)`)
+		parts = append(parts, `SELECT `+strconv.Itoa(readCount)+` AS k, 0 AS tb, user_id, activity_id, total_count, left_count
+			FROM `+TableTakeCount+` WHERE activity_id = ? AND user_id IN (`+marks(len(g.users))+`)`)
 		args = append(args, g.activityID)
 		for _, u := range g.users {
 			args = append(args, u)
 		}
 	}
-	readIDs := func(kind int, ids [][]int64, table, idCol, stateCol string) {
-		for tb, ids := range ids {
-			if len(ids) == 0 {
-				continue
-			}
-			ids = uniqueIDs(ids)
-			parts = append(parts, `SELECT `+strconv.Itoa(kind)+`, `+strconv.Itoa(tb)+`, user_id, `+idCol+`, `+stateCol+`, 0
-				FROM `+ShardTable(table, tb)+` WHERE `+idCol+` IN (`+marks(len(ids))+`)`)
-			for _, id := range ids {
-				args = append(args, id)
-			}
+	readIDs := func(kind, tb int, ids []int64, table, idCol, stateCol string) {
+		if len(ids) == 0 {
+			return
+		}
+		ids = uniqueIDs(ids)
+		parts = append(parts, `SELECT `+strconv.Itoa(kind)+`, `+strconv.Itoa(tb)+`, user_id, `+idCol+`, `+stateCol+`, 0
+			FROM `+table+` WHERE `+idCol+` IN (`+marks(len(ids))+`)`)
+		for _, id := range ids {
+			args = append(args, id)
 		}
 	}
-	readIDs(readTake, p.drawIDs, TableTake, "take_id", "state")
-	readIDs(readOrder, p.grantIDs, TableExport, "order_id", "grant_state")
+	readIDs(readTake, 0, p.drawIDs, TableTake, "take_id", "state")
+	for tb, ids := range p.grantIDs {
+		readIDs(readOrder, tb, ids, ShardTable(TableExport, tb), "order_id", "grant_state")
+	}
 	if len(parts) == 0 {
 		return "", nil
 	}
@@ -1007,9 +1013,9 @@ func (p *bulkPlan) scan(rows *sql.Rows) error {
 	}
 	switch kind {
 	case readCount:
-		p.counts[countKey{tb, user, id}] = &countRow{total: state, left: left, exists: true}
+		p.counts[countKey{user, id}] = &countRow{total: state, left: left, exists: true}
 	case readTake:
-		p.takes[rowKey{tb, id}] = &idRow{userID: user, done: state != 0}
+		p.takes[id] = &idRow{userID: user, done: state != 0}
 	case readOrder:
 		p.orders[rowKey{tb, id}] = &idRow{userID: user, done: state != 0}
 	}
@@ -1023,7 +1029,7 @@ func (p *bulkPlan) decide(reqs []*request) {
 		switch {
 		case r.take != nil:
 			t := r.take
-			k := countKey{t.tb, t.userID, t.activityID}
+			k := countKey{t.userID, t.activityID}
 			c := p.counts[k]
 			if c == nil {
 				c = &countRow{total: t.takeCount, left: t.takeCount}
@@ -1036,13 +1042,13 @@ func (p *bulkPlan) decide(reqs []*request) {
 			t.nth = c.total - c.left + 1
 			c.left--
 			c.dirty = true
-			p.newTakes[t.tb] = append(p.newTakes[t.tb], t)
+			p.newTakes = append(p.newTakes, t)
 			if t.draw != nil && t.draw.order != nil {
 				p.newOrders[t.tb] = append(p.newOrders[t.tb], t.draw)
 			}
 		case r.draw != nil:
 			d := r.draw
-			row := p.takes[rowKey{d.tb, d.takeID}]
+			row := p.takes[d.takeID]
 			switch {
 			case row == nil || row.userID != d.userID:
 				r.err = lottery.ErrNotFound
@@ -1052,7 +1058,7 @@ func (p *bulkPlan) decide(reqs []*request) {
 				continue
 			}
 			row.done = true
-			p.usedTakes[d.tb] = append(p.usedTakes[d.tb], d)
+			p.usedTakes = append(p.usedTakes, d)
 			if d.order != nil {
 				p.newOrders[d.tb] = append(p.newOrders[d.tb], d)
 			}
@@ -1074,36 +1080,37 @@ func (p *bulkPlan) decide(reqs []*request) {
 }
 
 // appendWrites appends to out the statements that write what decide
-// found, one per table and kind.
+// found, one per table and kind: the count rows, the takes, then the
+// orders of each order table.
 func (p *bulkPlan) appendWrites(out []sqlText) []sqlText {
 	for _, g := range p.countGroups {
 		out = appendCountWrites(out, g, p.counts)
 	}
+	if ts := p.newTakes; len(ts) > 0 {
+		args := make([]any, 0, 9*len(ts))
+		for _, t := range ts {
+			args = t.appendArgs(args)
+		}
+		out = append(out, sqlText{
+			query: `INSERT INTO ` + TableTake + takeColumns + repeatRow(takeRow, len(ts)),
+			args:  args,
+		})
+	}
+	if ds := p.usedTakes; len(ds) > 0 {
+		var sb strings.Builder
+		args := make([]any, 0, 3*len(ds))
+		sb.WriteString(`UPDATE ` + TableTake + ` SET state = 1, award_id = CASE take_id`)
+		for _, d := range ds {
+			sb.WriteString(` WHEN ? THEN ?`)
+			args = append(args, d.takeID, d.awardID)
+		}
+		sb.WriteString(` END WHERE take_id IN (` + marks(len(ds)) + `)`)
+		for _, d := range ds {
+			args = append(args, d.takeID)
+		}
+		out = append(out, sqlText{query: sb.String(), args: args})
+	}
 	for tb := range p.tbCount {
-		if ts := p.newTakes[tb]; len(ts) > 0 {
-			args := make([]any, 0, 9*len(ts))
-			for _, t := range ts {
-				args = t.appendArgs(args)
-			}
-			out = append(out, sqlText{
-				query: `INSERT INTO ` + ShardTable(TableTake, tb) + takeColumns + repeatRow(takeRow, len(ts)),
-				args:  args,
-			})
-		}
-		if ds := p.usedTakes[tb]; len(ds) > 0 {
-			var sb strings.Builder
-			args := make([]any, 0, 3*len(ds))
-			sb.WriteString(`UPDATE ` + ShardTable(TableTake, tb) + ` SET state = 1, award_id = CASE take_id`)
-			for _, d := range ds {
-				sb.WriteString(` WHEN ? THEN ?`)
-				args = append(args, d.takeID, d.awardID)
-			}
-			sb.WriteString(` END WHERE take_id IN (` + marks(len(ds)) + `)`)
-			for _, d := range ds {
-				args = append(args, d.takeID)
-			}
-			out = append(out, sqlText{query: sb.String(), args: args})
-		}
 		if ds := p.newOrders[tb]; len(ds) > 0 {
 			args := make([]any, 0, len(ds[0].order)*len(ds))
 			for _, d := range ds {
@@ -1130,16 +1137,10 @@ func (p *bulkPlan) appendWrites(out []sqlText) []sqlText {
 	return append(out, p.extra...)
 }
 
-// countGroupKey names the count rows of one activity in table tb;
-// countGroup lists the users a batch takes for there, in order.
-type countGroupKey struct {
-	tb         int
-	activityID int64
-}
-
+// countGroup lists the users a batch takes for in one activity, in order.
 type countGroup struct {
-	countGroupKey
-	users []string
+	activityID int64
+	users      []string
 }
 
 // appendCountWrites appends to out the statements that insert the count
@@ -1148,14 +1149,14 @@ type countGroup struct {
 // (which cannot lock a missing row), the duplicate key sends the batch to
 // the per-request path, whose upsert counts right.
 func appendCountWrites(out []sqlText, g countGroup, counts map[countKey]*countRow) []sqlText {
-	table := ShardTable(TableTakeCount, g.tb)
+	table := TableTakeCount
 	var (
 		inserts, updates []any
 		n, m             int
 		when             strings.Builder
 	)
 	for _, u := range g.users {
-		c := counts[countKey{g.tb, u, g.activityID}]
+		c := counts[countKey{u, g.activityID}]
 		switch {
 		case c == nil || !c.dirty:
 		case !c.exists:

@@ -47,9 +47,9 @@ func eachStore(t *testing.T, r Router, f func(t *testing.T, s *store)) {
 
 // count returns a request that takes for user (activity 1, take count 3),
 // which writes the user's count row, and then returns ret.
-func count(ctx context.Context, user string, tb int, ret func() error) *request {
+func count(ctx context.Context, user string, ret func() error) *request {
 	return &request{ctx: ctx, op: func(b *batch) error {
-		if _, err := b.w.d.decrement(b, tb, user, 1, 3); err != nil {
+		if _, err := b.w.d.decrement(b, user, 1, 3); err != nil {
 			return err
 		}
 		return ret()
@@ -78,11 +78,11 @@ func TestGroupCommitBatch(t *testing.T) {
 		ctx := t.Context()
 		w := s.shards[0].w
 		exists := func(user string) bool { return left(t, s, user) >= 0 }
-		ua, tba := userOnShard(t, r, 0, "a")
-		ub, tbb := userOnShard(t, r, 0, "b")
-		uc, tbc := userOnShard(t, r, 0, "c")
+		ua, _ := userOnShard(t, r, 0, "a")
+		ub, _ := userOnShard(t, r, 0, "b")
+		uc, _ := userOnShard(t, r, 0, "c")
 
-		mixed := []*request{count(ctx, ua, tba, returns(nil)), count(ctx, ub, tbb, returns(lottery.ErrLimitReached)), count(ctx, uc, tbc, returns(nil))}
+		mixed := []*request{count(ctx, ua, returns(nil)), count(ctx, ub, returns(lottery.ErrLimitReached)), count(ctx, uc, returns(nil))}
 		w.commit(mixed)
 		if mixed[0].err != nil || !errors.Is(mixed[1].err, lottery.ErrLimitReached) || mixed[2].err != nil {
 			t.Fatalf("mixed batch errors: %v, %v, %v", mixed[0].err, mixed[1].err, mixed[2].err)
@@ -94,10 +94,10 @@ func TestGroupCommitBatch(t *testing.T) {
 			t.Fatalf("mixed batch: a's count was decremented to %d, want 2 (once)", l)
 		}
 
-		ud, tbd := userOnShard(t, r, 0, "d")
-		ue, tbe := userOnShard(t, r, 0, "e")
+		ud, _ := userOnShard(t, r, 0, "d")
+		ue, _ := userOnShard(t, r, 0, "e")
 		broken := errors.New("disk on fire")
-		failed := []*request{count(ctx, ud, tbd, returns(nil)), count(ctx, ue, tbe, returns(broken))}
+		failed := []*request{count(ctx, ud, returns(nil)), count(ctx, ue, returns(broken))}
 		w.commit(failed)
 		for i, req := range failed {
 			if !errors.Is(req.err, lottery.ErrUnavailable) || !errors.Is(req.err, broken) {
@@ -118,8 +118,8 @@ func TestGroupCommitBatch(t *testing.T) {
 		}
 
 		// A single request's own error rolls back its transaction.
-		uf, tbf := userOnShard(t, r, 0, "f")
-		single := []*request{count(ctx, uf, tbf, returns(lottery.ErrTakeUsed))}
+		uf, _ := userOnShard(t, r, 0, "f")
+		single := []*request{count(ctx, uf, returns(lottery.ErrTakeUsed))}
 		w.commit(single)
 		if !errors.Is(single[0].err, lottery.ErrTakeUsed) || exists(uf) {
 			t.Fatalf("single failing request: %v, row exists %v", single[0].err, exists(uf))
@@ -139,8 +139,8 @@ func TestGroupCommitRetry(t *testing.T) {
 		ctx := t.Context()
 		w := s.shards[0].w
 		deadlock := &mysql.MySQLError{Number: 1213, Message: "Deadlock found when trying to get lock"}
-		ua, tba := userOnShard(t, r, 0, "a")
-		ub, tbb := userOnShard(t, r, 0, "b")
+		ua, _ := userOnShard(t, r, 0, "a")
+		ub, _ := userOnShard(t, r, 0, "b")
 		attempts := 0
 		once := func() error {
 			attempts++
@@ -150,7 +150,7 @@ func TestGroupCommitRetry(t *testing.T) {
 			return nil
 		}
 		before := w.retries.Load()
-		batch := []*request{count(ctx, ua, tba, returns(nil)), count(ctx, ub, tbb, once)}
+		batch := []*request{count(ctx, ua, returns(nil)), count(ctx, ub, once)}
 		w.commit(batch)
 		if batch[0].err != nil || batch[1].err != nil || attempts != 2 || w.retries.Load() != before+1 {
 			t.Fatalf("after one deadlock: errors %v, %v; %d attempts, %d retries", batch[0].err, batch[1].err, attempts, w.retries.Load()-before)
@@ -159,8 +159,8 @@ func TestGroupCommitRetry(t *testing.T) {
 			t.Fatalf("after a retried batch: left %d and %d, want 2 and 2 (one decrement each)", la, lb)
 		}
 
-		uc, tbc := userOnShard(t, r, 0, "c")
-		always := []*request{count(ctx, uc, tbc, returns(deadlock))}
+		uc, _ := userOnShard(t, r, 0, "c")
+		always := []*request{count(ctx, uc, returns(deadlock))}
 		w.commit(always)
 		if !errors.Is(always[0].err, lottery.ErrUnavailable) || w.retries.Load() != before+maxAttempts {
 			t.Fatalf("always deadlocked: %v after %d retries", always[0].err, w.retries.Load()-before)
@@ -351,10 +351,10 @@ func TestGroupCommitBulk(t *testing.T) {
 
 		// A batch with a request of another kind runs in database/sql's
 		// transaction (on MySQL, the other path of runBulk).
-		uo, tbo := userOnShard(t, r, 0, "o")
+		uo, _ := userOnShard(t, r, 0, "o")
 		ta, _ = take("m1", 2)
 		tb, _ = take("m1", 2)
-		batch = []*request{ta, count(ctx, uo, tbo, returns(nil)), tb, draw(t5.tb, t5.takeID, "u5", ids.Next())}
+		batch = []*request{ta, count(ctx, uo, returns(nil)), tb, draw(t5.tb, t5.takeID, "u5", ids.Next())}
 		run(batch...)
 		wantErrs("mixed batch", batch, nil, nil, nil, nil)
 		if l, lo := left(t, s, "m1"), left(t, s, uo); l != 0 || lo != 2 {
@@ -402,7 +402,7 @@ func TestGroupCommitBulkLockWait(t *testing.T) {
 	if rq.err != nil {
 		t.Fatal(rq.err)
 	}
-	tx := HoldCountRow(t, cfg.Shards[0], 0, "locked", 4)
+	tx := HoldCountRow(t, cfg.Shards[0], "locked", 4)
 	before := w.retries.Load()
 	a, ta := take("locked")
 	b, tb := take("free")

@@ -416,8 +416,8 @@ func mysqlDecrementSQL(count string) string {
 }
 
 // mysqlDecrement runs the decrement (see mysqlDecrementSQL).
-func mysqlDecrement(b *batch, tb int, userID string, activityID int64, takeCount int) (int, error) {
-	n, id, err := b.execID(wDecrement, tb, userID, activityID, takeCount, takeCount-1)
+func mysqlDecrement(b *batch, userID string, activityID int64, takeCount int) (int, error) {
+	n, id, err := b.execID(wDecrement, dbTable, userID, activityID, takeCount, takeCount-1)
 	switch {
 	case err != nil:
 		return 0, err

@@ -108,8 +108,7 @@ func TestRouteDistribution(t *testing.T) {
 
 func TestTableNames(t *testing.T) {
 	tests := []struct{ got, want string }{
-		{ShardTable(TableTake, 3), "user_take_activity_003"},
-		{ShardTable(TableTakeCount, 0), "user_take_activity_count_000"},
+		{ShardTable(TableExport, 3), "user_strategy_export_003"},
 		{ShardTable(TableExport, 12), "user_strategy_export_012"},
 		{ShardDatabase(1), "lottery_01"},
 	}

@@ -69,7 +69,10 @@ var baseSchema = []string{
 	)`,
 }
 
-// shardSchema creates table tb of every sharded kind in a shard database.
+// shardSchema creates the tables of a shard database with tbCount order
+// tables: the seed splits only the orders over tables (its take and count
+// DAOs route by database alone), so a database has one take table and one
+// count table.
 //
 // Indexes are few on purpose, since every one costs each insert:
 //   - take (activity_id, user_id, state) serves UserState (the lowest unused
@@ -79,11 +82,9 @@ var baseSchema = []string{
 //   - export (mq_state, order_time) for the compensation scan,
 //     (user_id, order_time) for UserOrders, (activity_id, award_id) for Usage
 //     and Audit; uuid UNIQUE is the take id, so a take becomes one order at most.
-func shardSchema(tb int) []string {
-	take := ShardTable(TableTake, tb)
-	count := ShardTable(TableTakeCount, tb)
-	export := ShardTable(TableExport, tb)
-	return []string{
+func shardSchema(tbCount int) []string {
+	take, count := TableTake, TableTakeCount
+	out := []string{
 		`CREATE TABLE IF NOT EXISTS ` + take + ` (
 			take_id     INTEGER PRIMARY KEY,
 			user_id     TEXT    NOT NULL,
@@ -103,7 +104,11 @@ func shardSchema(tb int) []string {
 			left_count  INTEGER NOT NULL,
 			PRIMARY KEY (user_id, activity_id)
 		) WITHOUT ROWID`,
-		`CREATE TABLE IF NOT EXISTS ` + export + ` (
+	}
+	for tb := range tbCount {
+		export := ShardTable(TableExport, tb)
+		out = append(out,
+			`CREATE TABLE IF NOT EXISTS `+export+` (
 			order_id      INTEGER PRIMARY KEY,
 			user_id       TEXT    NOT NULL,
 			activity_id   INTEGER NOT NULL,
@@ -123,8 +128,10 @@ func shardSchema(tb int) []string {
 			order_time    INTEGER NOT NULL,
 			update_time   INTEGER NOT NULL
 		)`,
-		`CREATE INDEX IF NOT EXISTS ` + export + `_mq ON ` + export + ` (mq_state, order_time)`,
-		`CREATE INDEX IF NOT EXISTS ` + export + `_user ON ` + export + ` (user_id, order_time)`,
-		`CREATE INDEX IF NOT EXISTS ` + export + `_award ON ` + export + ` (activity_id, award_id)`,
+			`CREATE INDEX IF NOT EXISTS `+export+`_mq ON `+export+` (mq_state, order_time)`,
+			`CREATE INDEX IF NOT EXISTS `+export+`_user ON `+export+` (user_id, order_time)`,
+			`CREATE INDEX IF NOT EXISTS `+export+`_award ON `+export+` (activity_id, award_id)`,
+		)
 	}
+	return out
 }

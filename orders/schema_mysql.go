@@ -113,17 +113,14 @@ var mysqlBaseSchema = []string{
 	)` + mysqlTableOptions,
 }
 
-// mysqlShardSchema creates table tb of every sharded kind in a shard
-// database, with the indexes of shardSchema (InnoDB appends the primary key
-// to every secondary index, so (activity_id, user_id, state) finds a user's
-// lowest unused take_id by a seek, and (mq_state, order_time) walks pending
-// orders in (order_time, order_id) order with no sort).
-func mysqlShardSchema(tb int) []string {
-	take := ShardTable(TableTake, tb)
-	count := ShardTable(TableTakeCount, tb)
-	export := ShardTable(TableExport, tb)
-	return []string{
-		`CREATE TABLE IF NOT EXISTS ` + take + ` (
+// mysqlShardSchema creates the tables of a shard database with tbCount
+// order tables, with the indexes of shardSchema (InnoDB appends the primary
+// key to every secondary index, so (activity_id, user_id, state) finds a
+// user's lowest unused take_id by a seek, and (mq_state, order_time) walks
+// pending orders in (order_time, order_id) order with no sort).
+func mysqlShardSchema(tbCount int) []string {
+	out := []string{
+		`CREATE TABLE IF NOT EXISTS ` + TableTake + ` (
 			take_id     BIGINT         NOT NULL,
 			user_id     VARBINARY(128) NOT NULL,
 			activity_id BIGINT         NOT NULL,
@@ -137,14 +134,17 @@ func mysqlShardSchema(tb int) []string {
 			UNIQUE KEY uk_uuid (uuid),
 			KEY idx_user (activity_id, user_id, state)
 		)` + mysqlTableOptions,
-		`CREATE TABLE IF NOT EXISTS ` + count + ` (
+		`CREATE TABLE IF NOT EXISTS ` + TableTakeCount + ` (
 			user_id     VARBINARY(128) NOT NULL,
 			activity_id BIGINT         NOT NULL,
 			total_count INT            NOT NULL,
 			left_count  INT            NOT NULL,
 			PRIMARY KEY (user_id, activity_id)
 		)` + mysqlTableOptions,
-		`CREATE TABLE IF NOT EXISTS ` + export + ` (
+	}
+	for tb := range tbCount {
+		export := ShardTable(TableExport, tb)
+		out = append(out, `CREATE TABLE IF NOT EXISTS `+export+` (
 			order_id      BIGINT         NOT NULL,
 			user_id       VARBINARY(128) NOT NULL,
 			activity_id   BIGINT         NOT NULL,
@@ -168,6 +168,7 @@ func mysqlShardSchema(tb int) []string {
 			KEY idx_mq (mq_state, order_time),
 			KEY idx_user (user_id, order_time),
 			KEY idx_award (activity_id, award_id)
-		)` + mysqlTableOptions,
+		)`+mysqlTableOptions)
 	}
+	return out
 }

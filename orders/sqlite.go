@@ -154,9 +154,9 @@ func sqliteDecrementSQL(count string) string {
 }
 
 // sqliteDecrement runs the decrement; the take is the (total - left)-th.
-func sqliteDecrement(b *batch, tb int, userID string, activityID int64, takeCount int) (int, error) {
+func sqliteDecrement(b *batch, userID string, activityID int64, takeCount int) (int, error) {
 	var total, left int
-	if err := b.queryRow(wDecrement, tb, userID, activityID, takeCount).Scan(&total, &left); err != nil {
+	if err := b.queryRow(wDecrement, dbTable, userID, activityID, takeCount).Scan(&total, &left); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, lottery.ErrLimitReached
 		}

@@ -1,9 +1,11 @@
 package orders_test
 
 import (
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +70,49 @@ func TestSQLiteReopen(t *testing.T) {
 			s2.Close()
 		}
 		t.Fatalf("OpenSQLite with another shape: %v, want ErrInvalid", err)
+	}
+}
+
+// TestSQLiteRefusesEarlierLayout opens databases written by the version
+// that split takes and counts over tbCount tables (meta records the router
+// but no layout): refused with ErrInvalid, and no table created.
+func TestSQLiteRefusesEarlierLayout(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
+		db, err := sql.Open("sqlite", filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			`CREATE TABLE meta (meta_key TEXT PRIMARY KEY, meta_value TEXT NOT NULL)`,
+			`INSERT INTO meta VALUES ('router', '2x4')`,
+			`CREATE TABLE user_take_activity_000 (take_id INTEGER PRIMARY KEY)`,
+		} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.Close()
+	}
+	r, _ := orders.NewRouter(2, 4)
+	s, err := orders.OpenSQLite(dir, r)
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, lottery.ErrInvalid) || !strings.Contains(err.Error(), "earlier version") {
+		t.Fatalf("OpenSQLite on the earlier layout: %v, want ErrInvalid naming the earlier version", err)
+	}
+	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
+		db, err := sql.Open("sqlite", filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tables int
+		err = db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('meta', 'user_take_activity_000')`).Scan(&tables)
+		db.Close()
+		if err != nil || tables != 0 {
+			t.Errorf("%s: %d tables created by the refused open (%v)", name, tables, err)
+		}
 	}
 }
 

@@ -39,8 +39,8 @@ type shard struct {
 	rdb   *sql.DB     // reads; may be wdb
 	w     *writer     // nil until started
 	wstmt []*sql.Stmt // prepared on wdb, owned by w
-	// userState holds the UserState query of each table, prepared on rdb.
-	userState []*sql.Stmt
+	// userState is the UserState query, prepared on rdb.
+	userState *sql.Stmt
 	// states batches UserState reads (nil: each reads on its own).
 	states *stateReader
 }
@@ -50,18 +50,18 @@ type shard struct {
 // the audit) is SQL both SQLite and MySQL accept.
 type dialect struct {
 	name string
-	// baseSchema creates the catalog tables; shardSchema the tables of one
-	// table slot; metaSchema the meta table (in the base database and in
-	// each shard database).
+	// baseSchema creates the catalog tables; shardSchema the tables of a
+	// shard database with tbCount order tables; metaSchema the meta table
+	// (in the base database and in each shard database).
 	baseSchema  []string
-	shardSchema func(tb int) []string
+	shardSchema func(tbCount int) []string
 	metaSchema  string
 	// putMeta inserts (meta_key, meta_value) unless the key exists.
 	putMeta string
 	// decrementSQL is the wDecrement statement on a count table, and
 	// decrement runs it: see Take.
 	decrementSQL func(count string) string
-	decrement    func(b *batch, tb int, userID string, activityID int64, takeCount int) (nth int, err error)
+	decrement    func(b *batch, userID string, activityID int64, takeCount int) (nth int, err error)
 	// savepointSQL is SAVEPOINT, RELEASE and ROLLBACK TO for a savepoint
 	// named request.
 	savepointSQL [3]string
@@ -107,14 +107,8 @@ func (sh *shard) prepare(ctx context.Context, d *dialect, tbCount int) error {
 	if sh.wstmt, err = prepareWrites(ctx, d, sh.wdb, tbCount); err != nil {
 		return err
 	}
-	for tb := range tbCount {
-		st, err := sh.rdb.PrepareContext(ctx, userStateSQL(tb))
-		if err != nil {
-			return err
-		}
-		sh.userState = append(sh.userState, st)
-	}
-	return nil
+	sh.userState, err = sh.rdb.PrepareContext(ctx, userStateSQL())
+	return err
 }
 
 // start prepares every shard database's statements and starts its writer.
@@ -140,38 +134,71 @@ func (s *store) shape() string {
 }
 
 // migrate creates every table and index that is missing, in the base
-// database and in each shard database, and records the router's shape in
-// each and the shard's index in each shard database, or checks them against
-// what was recorded: a store reopened with another shape, or with shard
-// databases swapped or repeated, would route users away from their data, so
-// it is refused (ErrInvalid).
+// database and in each shard database, after recording the table layout
+// and the router's shape in each and the shard's index in each shard
+// database, or checking them against what was recorded: a store reopened
+// with another shape, or with shard databases swapped or repeated, or
+// written by the earlier layout, would route users away from their data, so
+// it is refused (ErrInvalid) before any table is created.
 func (s *store) migrate(ctx context.Context) error {
-	for _, q := range append([]string{s.d.metaSchema}, s.d.baseSchema...) {
+	if _, err := s.baseW.ExecContext(ctx, s.d.metaSchema); err != nil {
+		return fmt.Errorf("orders: migrate %s: %w", BaseDatabase, s.storeErr(err))
+	}
+	if err := s.checkShape(ctx, s.baseW); err != nil {
+		return fmt.Errorf("orders: migrate %s: %w", BaseDatabase, err)
+	}
+	for _, q := range s.d.baseSchema {
 		if _, err := s.baseW.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("orders: migrate %s: %w", BaseDatabase, s.storeErr(err))
 		}
 	}
-	if err := s.checkMeta(ctx, s.baseW, "router", s.shape()); err != nil {
-		return fmt.Errorf("orders: migrate %s: %w", BaseDatabase, err)
-	}
 	for i, sh := range s.shards {
-		qs := []string{s.d.metaSchema}
-		for tb := range s.router.TBCount {
-			qs = append(qs, s.d.shardSchema(tb)...)
+		if _, err := sh.wdb.ExecContext(ctx, s.d.metaSchema); err != nil {
+			return fmt.Errorf("orders: migrate %s: %w", sh.name, s.storeErr(err))
 		}
-		for _, q := range qs {
-			if _, err := sh.wdb.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("orders: migrate %s: %w", sh.name, s.storeErr(err))
-			}
-		}
-		if err := s.checkMeta(ctx, sh.wdb, "router", s.shape()); err != nil {
+		if err := s.checkShape(ctx, sh.wdb); err != nil {
 			return fmt.Errorf("orders: migrate %s: %w", sh.name, err)
 		}
 		if err := s.checkMeta(ctx, sh.wdb, "shard", strconv.Itoa(i)); err != nil {
 			return fmt.Errorf("orders: migrate %s as shard %d: %w (are two shard databases swapped, or the same?)", sh.name, i, err)
 		}
+		for _, q := range s.d.shardSchema(s.router.TBCount) {
+			if _, err := sh.wdb.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("orders: migrate %s: %w", sh.name, s.storeErr(err))
+			}
+		}
 	}
 	return nil
+}
+
+// tableLayout names, in meta, the layout of the shard databases' tables:
+// the orders split over tbCount tables, one take and one count table per
+// database (the seed's). A store written before it (every kind split, no
+// layout recorded) is refused rather than read as empty.
+const tableLayout = "orders-split"
+
+// checkShape checks, or records in a new database, the table layout and
+// the router's shape.
+func (s *store) checkShape(ctx context.Context, db *sql.DB) error {
+	var router string
+	switch err := db.QueryRowContext(ctx, `SELECT meta_value FROM meta WHERE meta_key = 'router'`).Scan(&router); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return s.storeErr(err)
+	default:
+		var layout string
+		err := db.QueryRowContext(ctx, `SELECT meta_value FROM meta WHERE meta_key = 'layout'`).Scan(&layout)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: the database was written by an earlier version, which split takes and counts over tbCount tables like the orders; this one keeps one take and one count table per database (the seed's layout): start from new databases", lottery.ErrInvalid)
+		}
+		if err != nil {
+			return s.storeErr(err)
+		}
+	}
+	if err := s.checkMeta(ctx, db, "layout", tableLayout); err != nil {
+		return err
+	}
+	return s.checkMeta(ctx, db, "router", s.shape())
 }
 
 // checkMeta records key = want in db's meta table unless the key is there,
@@ -218,7 +245,7 @@ func (s *store) Close() error {
 		}
 		for _, sh := range s.shards {
 			closeStmts(sh.wstmt)
-			closeStmts(sh.userState)
+			closeStmts([]*sql.Stmt{sh.userState})
 			closeDB(sh.wdb)
 			closeDB(sh.rdb)
 		}
@@ -267,29 +294,26 @@ func (s *store) WriteStats() WriteStats {
 
 // ---- Orders ----
 
-// userStateSQL reads a user's count row in table tb and the unused take with
-// the lowest id; its arguments are the user and the activity.
-func userStateSQL(tb int) string {
-	return `SELECT c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` + userStateFrom(tb) + `
+// userStateSQL reads a user's count row and the unused take with the lowest
+// id; its arguments are the user and the activity.
+func userStateSQL() string {
+	return `SELECT c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` + userStateFrom + `
 		WHERE c.user_id = ? AND c.activity_id = ?`
 }
 
-// userStateFrom joins the count rows of table tb (c) with each one's unused
-// take of the lowest id (t), for userStateSQL and userStatesSQL.
-func userStateFrom(tb int) string {
-	take := ShardTable(TableTake, tb)
-	return `
-		FROM ` + ShardTable(TableTakeCount, tb) + ` c LEFT JOIN ` + take + ` t ON t.take_id = (
-			SELECT MIN(take_id) FROM ` + take + `
+// userStateFrom joins the count rows (c) with each one's unused take of the
+// lowest id (t), for userStateSQL and userStatesSQL.
+const userStateFrom = `
+		FROM ` + TableTakeCount + ` c LEFT JOIN ` + TableTake + ` t ON t.take_id = (
+			SELECT MIN(take_id) FROM ` + TableTake + `
 			WHERE activity_id = c.activity_id AND user_id = c.user_id AND state = 0)`
-}
 
 // UserState returns the user's unused take with the lowest id, if any, and
 // the takes the user has left (-1 if the user never took part).
 func (s *store) UserState(ctx context.Context, userID string, activityID int64) (lottery.UserState, error) {
-	db, tb := s.router.Route(userID)
+	db, _ := s.router.Route(userID)
 	if r := s.shards[db].states; r != nil {
-		st, err := r.read(ctx, tb, userID, activityID)
+		st, err := r.read(ctx, userID, activityID)
 		if err != nil {
 			if !errors.Is(err, lottery.ErrUnavailable) {
 				err = unavailable(err)
@@ -302,7 +326,7 @@ func (s *store) UserState(ctx context.Context, userID string, activityID int64) 
 		left                            int
 		takeID, strategyID, n, takeDate sql.NullInt64
 	)
-	err := s.shards[db].userState[tb].QueryRowContext(ctx, userID, activityID).Scan(&left, &takeID, &strategyID, &n, &takeDate)
+	err := s.shards[db].userState.QueryRowContext(ctx, userID, activityID).Scan(&left, &takeID, &strategyID, &n, &takeDate)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return lottery.UserState{Left: -1}, nil
@@ -315,7 +339,7 @@ func (s *store) UserState(ctx context.Context, userID string, activityID int64) 
 // stateReader reads the users' states of one shard database for
 // concurrent UserState calls together: each of its goroutines takes every
 // call waiting (up to maxBatch) and answers them from one query, the
-// UserState query of each table and activity involved, joined by UNION
+// UserState query of each activity involved, joined by UNION
 // ALL. On MySQL a statement costs the server a round trip, a parse and a
 // result far more than the rows it reads, so under load this takes most
 // of the read path's cost away; at low load a call is read alone, by the
@@ -333,7 +357,6 @@ type stateReader struct {
 }
 
 type stateReq struct {
-	tb         int
 	userID     string
 	activityID int64
 	st         lottery.UserState
@@ -354,8 +377,8 @@ func (r *stateReader) stop() {
 	r.wg.Wait()
 }
 
-func (r *stateReader) read(ctx context.Context, tb int, userID string, activityID int64) (lottery.UserState, error) {
-	q := &stateReq{tb: tb, userID: userID, activityID: activityID, done: make(chan struct{})}
+func (r *stateReader) read(ctx context.Context, userID string, activityID int64) (lottery.UserState, error) {
+	q := &stateReq{userID: userID, activityID: activityID, done: make(chan struct{})}
 	select {
 	case r.reqs <- q:
 	case <-ctx.Done():
@@ -393,12 +416,12 @@ func (r *stateReader) loop() {
 // answer reads the states of qs in one query and sets each one's answer.
 func (r *stateReader) answer(qs []*stateReq) {
 	var (
-		order  []countGroupKey
-		users  = map[countGroupKey][]any{}
+		order  []int64 // activities
+		users  = map[int64][]any{}
 		states = map[stateKey]lottery.UserState{}
 	)
 	for _, q := range qs {
-		g := countGroupKey{q.tb, q.activityID}
+		g := q.activityID
 		if _, ok := users[g]; !ok {
 			order = append(order, g)
 		}
@@ -409,8 +432,8 @@ func (r *stateReader) answer(qs []*stateReq) {
 		args  []any
 	)
 	for _, g := range order {
-		parts = append(parts, userStatesSQL(g.tb, len(users[g])))
-		args = append(args, g.activityID)
+		parts = append(parts, userStatesSQL(len(users[g])))
+		args = append(args, g)
 		args = append(args, users[g]...)
 	}
 	ctx, cancel := boundedContext(r.timeout)
@@ -426,7 +449,7 @@ func (r *stateReader) answer(qs []*stateReq) {
 				left                            int
 				takeID, strategyID, n, takeDate sql.NullInt64
 			)
-			if err := rows.Scan(&k.tb, &k.userID, &k.activityID, &left, &takeID, &strategyID, &n, &takeDate); err != nil {
+			if err := rows.Scan(&k.userID, &k.activityID, &left, &takeID, &strategyID, &n, &takeDate); err != nil {
 				return err
 			}
 			states[k] = userState(k.userID, k.activityID, left, takeID, strategyID, n, takeDate)
@@ -438,7 +461,7 @@ func (r *stateReader) answer(qs []*stateReq) {
 			q.err = err
 			continue
 		}
-		st, ok := states[stateKey{q.tb, q.userID, q.activityID}]
+		st, ok := states[stateKey{q.userID, q.activityID}]
 		if !ok {
 			st = lottery.UserState{Left: -1}
 		}
@@ -451,17 +474,16 @@ func (r *stateReader) answer(qs []*stateReq) {
 }
 
 type stateKey struct {
-	tb         int
 	userID     string
 	activityID int64
 }
 
-// userStatesSQL is userStateSQL for n users of one activity in table tb,
-// each row led by the table, the user and the activity; its arguments are
-// the activity and the users.
-func userStatesSQL(tb, n int) string {
-	return `SELECT ` + strconv.Itoa(tb) + `, c.user_id, c.activity_id, c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` +
-		userStateFrom(tb) + `
+// userStatesSQL is userStateSQL for n users of one activity, each row led
+// by the user and the activity; its arguments are the activity and the
+// users.
+func userStatesSQL(n int) string {
+	return `SELECT c.user_id, c.activity_id, c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` +
+		userStateFrom + `
 		WHERE c.activity_id = ? AND c.user_id IN (` + marks(n) + `)`
 }
 
@@ -525,12 +547,12 @@ func (s *store) newTake(op string, t *lottery.Take, takeCount int) (db int, tr *
 // drawn at once); op takes it alone (the batch's other path is runBulk).
 func (s *store) takeRequest(ctx context.Context, tr *takeReq) *request {
 	return &request{ctx: ctx, take: tr, op: func(b *batch) error {
-		nth, err := s.d.decrement(b, tr.tb, tr.userID, tr.activityID, tr.takeCount)
+		nth, err := s.d.decrement(b, tr.userID, tr.activityID, tr.takeCount)
 		if err != nil {
 			return s.d.mapErr(err)
 		}
 		tr.nth = nth
-		if _, err = b.exec(wInsertTake, tr.tb, tr.appendArgs(nil)...); err != nil || tr.draw == nil || tr.draw.order == nil {
+		if _, err = b.exec(wInsertTake, dbTable, tr.appendArgs(nil)...); err != nil || tr.draw == nil || tr.draw.order == nil {
 			return s.d.mapErr(err)
 		}
 		_, err = b.exec(wInsertOrder, tr.tb, tr.draw.order...)
@@ -633,13 +655,13 @@ func (s *store) TakeDraw(ctx context.Context, t *lottery.Take, takeCount int, o 
 // drawRequest is the write request of a draw; op draws alone.
 func (s *store) drawRequest(ctx context.Context, dr *drawReq) *request {
 	return &request{ctx: ctx, draw: dr, op: func(b *batch) error {
-		n, err := b.exec(wUseTake, dr.tb, dr.awardID, dr.takeID, dr.userID)
+		n, err := b.exec(wUseTake, dbTable, dr.awardID, dr.takeID, dr.userID)
 		if err != nil {
 			return s.d.mapErr(err)
 		}
 		if n == 0 {
 			var state int
-			if err := b.queryRow(wTakeState, dr.tb, dr.takeID, dr.userID).Scan(&state); err != nil {
+			if err := b.queryRow(wTakeState, dbTable, dr.takeID, dr.userID).Scan(&state); err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
 					return lottery.ErrNotFound
 				}
@@ -891,13 +913,13 @@ func grantRequest(ctx context.Context, gs []*grantReq) *request {
 func (s *store) Usage(ctx context.Context, activityID int64) (lottery.Usage, error) {
 	u := lottery.Usage{Awards: map[string]int64{}}
 	for _, sh := range s.shards {
+		var n int64
+		if err := sh.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+TableTake+` WHERE activity_id = ?`,
+			activityID).Scan(&n); err != nil {
+			return lottery.Usage{}, fmt.Errorf("orders: usage of activity %d in %s: %w", activityID, sh.name, unavailable(err))
+		}
+		u.Takes += n
 		for tb := range s.router.TBCount {
-			var n int64
-			if err := sh.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+ShardTable(TableTake, tb)+` WHERE activity_id = ?`,
-				activityID).Scan(&n); err != nil {
-				return lottery.Usage{}, fmt.Errorf("orders: usage of activity %d in %s: %w", activityID, sh.name, unavailable(err))
-			}
-			u.Takes += n
 			if err := countByAward(ctx, sh.rdb, tb, activityID, u.Awards); err != nil {
 				return lottery.Usage{}, fmt.Errorf("orders: usage of activity %d in %s: %w", activityID, sh.name, unavailable(err))
 			}

@@ -680,18 +680,16 @@ func (m *mariaDB) probe(t *testing.T) *dbProbe {
 	return p
 }
 
-// takes counts the activity's takes over every shard table.
+// takes counts the activity's takes over every shard database.
 func (p *dbProbe) takes(ctx context.Context, id int64) (int64, error) {
 	var n int64
 	for _, db := range p.dbs {
-		for tb := range 4 {
-			var c int64
-			q := "SELECT COUNT(*) FROM " + orders.ShardTable(orders.TableTake, tb) + " WHERE activity_id = ?"
-			if err := db.QueryRowContext(ctx, q, id).Scan(&c); err != nil {
-				return 0, err
-			}
-			n += c
+		var c int64
+		q := "SELECT COUNT(*) FROM " + orders.TableTake + " WHERE activity_id = ?"
+		if err := db.QueryRowContext(ctx, q, id).Scan(&c); err != nil {
+			return 0, err
 		}
+		n += c
 	}
 	return n, nil
 }
