@@ -680,6 +680,13 @@ func (r *Redis) run() {
 			closing = true
 		default:
 		}
+		if !closing && len(pending) < r.cfg.Batch {
+			// Yield once so the draws the last batch's answers woke can
+			// queue their next reservation (as the orders writer does):
+			// on the 2-core target an all-win load's Redis CPU per draw fell
+			// 15% and draws a second rose 2% (8 alternated pairs).
+			runtime.Gosched()
+		}
 	gather:
 		for !closing && len(pending) < r.cfg.Batch {
 			select {
