@@ -45,10 +45,10 @@
 //     invoice that timed out may still arrive, and the distributor absorbs
 //     the repeat.
 //   - Consumer: a sarama consumer group with auto-commit off. A fetch is
-//     answered once FetchMin bytes are ready (32 KiB, about a hundred
+//     answered once FetchMin bytes are ready (128 KiB, about 400
 //     invoices) or after FetchWait (100ms), so under load invoices arrive
 //     in hundreds and an idle one waits at most 100ms. The messages
-//     of a claim that are already waiting (up to 64) are decoded on the
+//     of a claim that are already waiting (up to 256) are decoded on the
 //     claim's goroutine and delivered together: a BatchHandler (the
 //     Distributor, whose store grants them in one write per shard database,
 //     lottery.GrantBatch) gets them in one call, a plain Handler

@@ -303,9 +303,13 @@ type ConsumerConfig struct {
 	Logger *slog.Logger
 }
 
-// The consumer's fetch defaults: about a hundred invoices, or 100ms.
+// The consumer's fetch defaults: about 400 invoices, or 100ms. Larger
+// fetches make larger grant writes: from 32 KiB to 128 KiB (and claim
+// batches from 64 to 256), an all-win load on MariaDB 2 x 4 wrote 0.022
+// grant UPDATEs per draw instead of 0.074 and served 5% more draws a
+// second (4 alternated pairs).
 const (
-	DefaultFetchMin  = 32 << 10
+	DefaultFetchMin  = 128 << 10
 	DefaultFetchWait = 100 * time.Millisecond
 )
 
@@ -516,7 +520,7 @@ func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 }
 
 // deliverBatch bounds how many messages of one claim are delivered at once.
-const deliverBatch = 64
+const deliverBatch = 256
 
 // unmarshalInvoice decodes an invoice as encoding/json does, mostly with
 // segmentio's json at a fifth of the cost (decoding was 7% of an all-win
