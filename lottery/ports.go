@@ -49,19 +49,17 @@ type UserState struct {
 	Left int
 }
 
-// Orders stores takes and orders on the user's shard. Take decrements the
-// user's left count (starting from takeCount) and inserts the take in one
-// transaction, answering ErrLimitReached when nothing is left. Draw marks the
-// take used (ErrTakeUsed if it already was) and, for a win, inserts the order
-// with mq_state 0 in the same transaction. TakeDraw is Take and Draw of a
-// new take in one transaction (one write instead of two): the take is
-// stored already used, beside the order of a win, or nothing is written.
-// The draw process records every new take with TakeDraw and calls Draw only
-// for an unused take it reuses (one an older edge recorded with Take); it
-// never calls Take itself.
+// Orders stores takes and orders on the user's shard, as the draw process
+// uses them. TakeDraw records a new take and its draw in one transaction:
+// it decrements the user's left count (starting from takeCount), answering
+// ErrLimitReached with nothing written when none is left, and inserts the
+// take already used, beside the order of a win (mq_state 0). Draw marks an
+// unused take used (ErrTakeUsed if it already was) and, for a win, inserts
+// the order in the same transaction: the process calls it only for an
+// unused take it reuses, one recorded alone by the stores' Take (the seed's
+// two-step take, kept in the adapters and their contract suite).
 type Orders interface {
 	UserState(ctx context.Context, userID string, activityID int64) (UserState, error)
-	Take(ctx context.Context, t *Take, takeCount int) error
 	Draw(ctx context.Context, t *Take, o *Order) error
 	TakeDraw(ctx context.Context, t *Take, takeCount int, o *Order) error
 }

@@ -1,6 +1,7 @@
 package orders_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"strconv"
@@ -277,6 +278,7 @@ func BenchmarkMySQLTakeDraw(b *testing.B) {
 // takeDrawStore is what benchTakeDraw drives.
 type takeDrawStore interface {
 	lottery.Orders
+	Take(ctx context.Context, t *lottery.Take, takeCount int) error
 	WriteStats() orders.WriteStats
 }
 

@@ -20,9 +20,11 @@ import (
 	"github.com/flashlottery/lottery/orders"
 )
 
-// Store is everything an orders backend implements.
+// Store is everything an orders backend implements: the ports, and Take,
+// the seed's take without its draw.
 type Store interface {
 	lottery.Orders
+	Take(ctx context.Context, t *lottery.Take, takeCount int) error
 	lottery.Outbox
 	lottery.Granter
 	lottery.CatalogAdmin
