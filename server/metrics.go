@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/flashlottery/lottery/invoice"
 	"github.com/flashlottery/lottery/lottery"
 )
 
@@ -51,8 +52,6 @@ func newMetrics(s *Server) *metrics {
 		counterFunc("lottery_outbox_failed_total", "Invoice publications that failed (left mq_state 2 for the scan).", func() uint64 { return s.relay.Stats().Failed }),
 		counterFunc("lottery_outbox_dropped_total", "Invoices not queued because the relay queue was full (left to the scan).", func() uint64 { return s.relay.Stats().Dropped }),
 		counterFunc("lottery_outbox_compensated_total", "Invoices re-sent by the compensation scan.", func() uint64 { return s.relay.Stats().Compensated }),
-		counterFunc("lottery_invoices_delivered_total", "Prizes granted by the distributor (grant_state 0 -> 1).", func() uint64 { return s.dist.Stats().Granted }),
-		counterFunc("lottery_invoices_duplicate_total", "Invoice deliveries that found the prize already granted.", func() uint64 { return s.dist.Stats().Duplicates }),
 		counterFunc("lottery_orders_commits_total", "Group-commit transactions of the orders store.", func() uint64 { return s.store.WriteStats().Commits }),
 		counterFunc("lottery_orders_writes_total", "Write requests carried by the group commits (writes/commits is the batch size).", func() uint64 { return s.store.WriteStats().Writes }),
 		counterFunc("lottery_orders_retries_total", "Group commits run again after the server rolled them back (a deadlock or lock wait between concurrent batches).", func() uint64 { return s.store.WriteStats().Retries }),
@@ -75,6 +74,7 @@ func newMetrics(s *Server) *metrics {
 		counterFunc("lottery_module_store_errors_total", "Polls of the module store that failed.", func() uint64 { return s.modules.Stats().StoreErrors }),
 		counterFunc("lottery_analytics_flush_errors_total", "Analytics flushes that failed (retried).", func() uint64 { return s.sink.Stats().FlushErrors }),
 	)
+	m.reg.MustRegister(invoiceCollectors(s.dist, s.consumer)...)
 	m.reg.MustRegister(stockCollectors(s.stock)...) // stock_metrics.go
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return m
@@ -83,6 +83,19 @@ func newMetrics(s *Server) *metrics {
 // counterFunc is a counter read from f at each scrape.
 func counterFunc(name, help string, f func() uint64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+}
+
+// invoiceCollectors are the prize distributor's metrics, the same on an
+// edge and on a worker; consumer is nil where none runs (kafka.consume off).
+func invoiceCollectors(dist *invoice.Distributor, consumer *invoice.Consumer) []prometheus.Collector {
+	cs := []prometheus.Collector{
+		counterFunc("lottery_invoices_delivered_total", "Prizes granted by the distributor (grant_state 0 -> 1).", func() uint64 { return dist.Stats().Granted }),
+		counterFunc("lottery_invoices_duplicate_total", "Invoice deliveries that found the prize already granted.", func() uint64 { return dist.Stats().Duplicates }),
+	}
+	if consumer != nil {
+		cs = append(cs, counterFunc("lottery_invoices_retries_total", "Invoice deliveries retried after a failure.", func() uint64 { return consumer.Stats().Retries }))
+	}
+	return cs
 }
 
 // gaugeFunc is a gauge read from f at each scrape.

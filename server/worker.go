@@ -58,11 +58,8 @@ func (w *Worker) Run(ctx context.Context, metricsAddr string) error {
 	var srv *http.Server
 	if metricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(),
-			counterFunc("lottery_invoices_delivered_total", "Prizes granted (grant_state 0 -> 1).", func() uint64 { return w.dist.Stats().Granted }),
-			counterFunc("lottery_invoices_duplicate_total", "Deliveries that found the prize already granted.", func() uint64 { return w.dist.Stats().Duplicates }),
-			counterFunc("lottery_invoices_retries_total", "Deliveries retried after a failure.", func() uint64 { return w.consumer.Stats().Retries }),
-		)
+		reg.MustRegister(collectors.NewGoCollector())
+		reg.MustRegister(invoiceCollectors(w.dist, w.consumer)...)
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
 			return fmt.Errorf("worker metrics: %w", err)
