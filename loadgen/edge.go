@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/flashlottery/lottery/rules"
 )
 
@@ -183,20 +181,7 @@ func mergeReports(ids []int64, reps []Report) Report {
 
 // call sends an admin request and returns the body of a 2xx answer.
 func (e *edge) call(method, path string, body []byte) ([]byte, error) {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(e.base + path)
-	req.Header.SetMethod(method)
-	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+suiteToken)
-	req.SetBody(body)
-	if err := fasthttp.DoTimeout(req, resp, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode() >= 300 {
-		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode(), resp.Body())
-	}
-	return append([]byte(nil), resp.Body()...), nil
+	return adminCall(e.base, suiteToken, method, path, body)
 }
 
 // startPinned starts the binary with args and --addr addr on the server

@@ -106,22 +106,35 @@ func check(a *auditAnswer) Report {
 	return rep
 }
 
+// getJSON decodes the body of GET path on the edge at u into v.
 func getJSON(u *url.URL, path, token string, v any) error {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + u.Host + path)
-	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+token)
-	if err := fasthttp.DoTimeout(req, resp, 30*time.Second); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+	body, err := adminCall("http://"+u.Host, token, fasthttp.MethodGet, path, nil)
+	if err != nil {
+		return err
 	}
-	if resp.StatusCode() != fasthttp.StatusOK {
-		return fmt.Errorf("GET %s: status %d: %s", path, resp.StatusCode(), resp.Body())
-	}
-	if err := json.Unmarshal(resp.Body(), v); err != nil {
+	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
 	return nil
+}
+
+// adminCall sends an admin request with token to the edge at base and
+// returns the body of a 2xx answer; any other answer is an error naming it.
+func adminCall(base, token, method, path string, body []byte) ([]byte, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(base + path)
+	req.Header.SetMethod(method)
+	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+token)
+	req.SetBody(body)
+	if err := fasthttp.DoTimeout(req, resp, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if sc := resp.StatusCode(); sc < 200 || sc >= 300 {
+		return nil, fmt.Errorf("%s %s: status %d: %s", method, path, sc, resp.Body())
+	}
+	return append([]byte(nil), resp.Body()...), nil
 }
 
 // Format renders a report for a terminal.
