@@ -56,8 +56,9 @@ type BrokerConfig struct {
 	// An existing topic keeps its count.
 	Partitions int
 	// Retention is how long a message is kept (default DefaultRetention).
-	// The broker drops a partition's oldest batches, in memory and on disk,
-	// once all their messages are older; without it the log and its
+	// The broker drops a partition's oldest batches once all their messages
+	// are older: from memory at once, from disk a whole segment file (100
+	// MiB) at a time; without it the log and its
 	// in-memory index grow with every invoice (about 250 bytes of disk and
 	// 12 of memory each, measured). A distributor stopped for longer than
 	// this loses the invoices it did not read: their orders stay with

@@ -160,7 +160,9 @@ func TestBrokerRetention(t *testing.T) {
 	if _, err := invoice.StartBroker(invoice.BrokerConfig{Retention: time.Microsecond}); !errors.Is(err, lottery.ErrInvalid) {
 		t.Fatalf("retention 1µs: got %v, want ErrInvalid", err)
 	}
-	const retention = 400 * time.Millisecond
+	// Long enough that the publish below cannot outlast it on a slow
+	// machine before the first count.
+	const retention = 2 * time.Second
 	b := startBroker(t, invoice.BrokerConfig{DataDir: t.TempDir(), Retention: retention})
 	p := newProducer(t, b.Addrs())
 	defer p.Close()
@@ -169,10 +171,10 @@ func TestBrokerRetention(t *testing.T) {
 	if got := b.Held(); got != int64(len(old)) {
 		t.Fatalf("after publishing %d the broker holds %d", len(old), got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for b.Held() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d invoices still held %s after a retention of %s", b.Held(), 10*time.Second, retention)
+			t.Fatalf("%d invoices still held %s after a retention of %s", b.Held(), 15*time.Second, retention)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -73,7 +73,7 @@ func profiles(cfg SuiteConfig, run string) []profile {
 		},
 		{
 			name: "embedded-1x1", label: "embedded, 1 x 1",
-			desc:      "embedded as above with orders in one database and one order table (orders.dbCount 1, tbCount 1): a batch writes its orders in one statement instead of up to four",
+			desc:      "embedded as above with orders in one database and one order table (orders.dbCount 1, tbCount 1): one SQLite writer takes every draw, in batches twice the size",
 			config:    "orders: {dbCount: 1, tbCount: 1}\n",
 			scenarios: []scenario{allWin(rowEmbedded1x1)},
 		},

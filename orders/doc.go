@@ -37,9 +37,12 @@
 //     distributed transaction, and a crash leaves each user consistent.
 //     Cross-user reads (Pending, Usage, Audit) visit every shard.
 //   - A meta table in the base database and in each shard database records
-//     the router's shape, and each shard database its index; a reopen with
-//     another shape, or with shard databases swapped or repeated, is refused
-//     (ErrInvalid) instead of routing users away from their data.
+//     the table layout and the router's shape ("2x4/orders-split": a binary
+//     of the earlier layout, which recorded "2x4", refuses it too), and each
+//     shard database its index; a reopen with another shape or layout, or
+//     with shard databases swapped or repeated, is refused (ErrInvalid)
+//     before any table is created, instead of routing users away from their
+//     data.
 //   - One SQL core (store), two dialects. The ports' methods are written once
 //     and both adapters embed them; a dialect value carries what differs:
 //     the schema, the count decrement, the savepoint statements, the pending
@@ -115,7 +118,7 @@
 //   - Batched reads (MySQL). Concurrent UserState calls of one shard
 //     database are answered together: one goroutine per shard database
 //     takes every call waiting and reads them all with one query (the
-//     UserState query per table and activity, joined by UNION ALL); at low
+//     UserState query per activity, joined by UNION ALL); at low
 //     load a call is read alone.
 //   - Goroutines: the Open functions start one writer per shard database,
 //     and OpenMySQL one UserState reader per shard database; Close stops

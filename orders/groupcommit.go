@@ -670,8 +670,9 @@ type countRow struct {
 	exists, dirty bool
 }
 
-// rowKey names a take or an order of table tb; idRow is what runBulk knows
-// of it: its user, and whether it is used (a take) or granted (an order).
+// rowKey names an order of order table tb; idRow is what runBulk knows of
+// a take or an order: its user, and whether it is used (a take) or granted
+// (an order).
 type rowKey struct {
 	tb int
 	id int64
@@ -910,7 +911,8 @@ type bulkPlan struct {
 	extra []sqlText
 }
 
-// plan groups the batch's takes, draws and grants by table and returns the
+// plan lists what the batch's takes, draws and grants must read (count
+// rows by activity, takes by id, orders by order table) and returns the
 // other requests.
 func (w *writer) plan(reqs []*request) (p *bulkPlan, others []*request) {
 	p = &bulkPlan{

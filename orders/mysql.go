@@ -28,8 +28,8 @@ var (
 
 // MySQL is the production orders store on MySQL or MariaDB (InnoDB): the
 // catalog in the base database and the users' takes, counts and orders in
-// Router.DBCount shard databases of Router.TBCount tables of each kind, each
-// database named by its own DSN (on one server or on several). It behaves
+// Router.DBCount shard databases, each with one take and one count table
+// and Router.TBCount order tables, each database named by its own DSN (on one server or on several). It behaves
 // as SQLite does, the two sharing their SQL core; writes to a shard database
 // go through its group-commit writer, on a connection of its own, and reads
 // use a pool. It is safe for concurrent use, and several processes may share
@@ -294,10 +294,12 @@ func (c initConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // Migrate creates the databases that are missing (CREATE DATABASE IF NOT
 // EXISTS, utf8mb4, only for a DSN whose database does not exist yet: an
 // existing one needs no CREATE privilege), then every missing table and
-// index, and records the router's shape in the base database and in each
-// shard database, with each shard database's index. It refuses, with
-// ErrInvalid, databases created with another shape or shard databases
-// listed in another order. It is idempotent; OpenMySQL calls it.
+// index, and records the table layout and the router's shape in the base
+// database and in each shard database, with each shard database's index.
+// It refuses, with ErrInvalid and before creating any table, databases
+// created with another shape or by the earlier layout (takes and counts
+// split like the orders), or shard databases listed in another order. It
+// is idempotent; OpenMySQL calls it.
 func (s *MySQL) Migrate(ctx context.Context) error {
 	if err := s.ensureDatabase(ctx, s.baseW, s.base); err != nil {
 		return fmt.Errorf("orders: migrate: %w", err)

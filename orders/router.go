@@ -10,22 +10,23 @@ import (
 // database, a Router accepts.
 const MaxShardCount = 64
 
-// Names of the sharded tables, as in the seed. A shard table's full name is
-// ShardTable(base, tb), for example user_take_activity_003.
+// Names of the sharded tables, as in the seed. A shard database holds one
+// take table and one count table, and TBCount order tables named
+// ShardTable(TableExport, tb), for example user_strategy_export_003.
 const (
 	TableTake      = "user_take_activity"
 	TableTakeCount = "user_take_activity_count"
 	TableExport    = "user_strategy_export"
 )
 
-// Router maps a user id to the database and the table that hold the user's
-// takes, counts and orders (the seed's dbRouter over dbCount x tbCount, 2 x 4
-// in the seed). It is a plain value, independent of any backend, so the
+// Router maps a user id to the database that holds the user's takes,
+// counts and orders and to the order table there (the seed's dbRouter over
+// dbCount x tbCount, 2 x 4 in the seed). It is a plain value, independent of any backend, so the
 // SQLite and MySQL adapters route the same user to the same (db, tb) and data
 // can move between them.
 type Router struct {
 	DBCount int // number of shard databases, 1..MaxShardCount
-	TBCount int // number of tables of each kind per database, 1..MaxShardCount
+	TBCount int // number of order tables per database, 1..MaxShardCount
 }
 
 // NewRouter returns a router over dbCount databases of tbCount tables each,
@@ -69,9 +70,9 @@ func fnv1a32(s string) uint32 {
 // spread folds the high half of h into the low half.
 func spread(h uint32) uint32 { return h ^ h>>16 }
 
-// ShardTable returns the name of table tb of a sharded kind: base followed by
-// an underscore and tb in three digits, as the seed names them
-// (user_take_activity_000 ... user_take_activity_003).
+// ShardTable returns the name of table tb of a split kind (the orders):
+// base followed by an underscore and tb in three digits, as the seed names
+// them (user_strategy_export_000 ... user_strategy_export_003).
 func ShardTable(base string, tb int) string { return fmt.Sprintf("%s_%03d", base, tb) }
 
 // ShardDatabase returns the name of shard database db: lottery_00,

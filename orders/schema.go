@@ -5,9 +5,10 @@ package orders
 // ids are positive int64, so take_id and order_id are SQLite rowid aliases).
 
 // metaSchema creates the meta table, in the base database and in each shard
-// database: it records the router shape the store was created with, and in
-// a shard database its index, so a reopen with another shape, or with shard
-// databases swapped, fails instead of losing users' data.
+// database: it records the table layout and the router shape the store was
+// created with, and in a shard database its index, so a reopen with another
+// shape or layout, or with shard databases swapped, fails instead of losing
+// users' data.
 const metaSchema = `CREATE TABLE IF NOT EXISTS meta (
 		meta_key   TEXT PRIMARY KEY,
 		meta_value TEXT NOT NULL

@@ -29,8 +29,8 @@ var (
 
 // SQLite is the embedded orders store: the catalog in dir/lottery.db and the
 // users' takes, counts and orders in one file per shard database,
-// dir/lottery_00.db, dir/lottery_01.db, ..., each holding Router.TBCount
-// tables of each kind. Writes to a shard database go through its group-commit
+// dir/lottery_00.db, dir/lottery_01.db, ..., each holding one take and one
+// count table and Router.TBCount order tables. Writes to a shard database go through its group-commit
 // writer; reads use a separate pool of read-only connections (WAL lets them
 // run beside the writer). It is safe for concurrent use.
 type SQLite struct {
@@ -109,9 +109,10 @@ func openPair(path string) (w, r *sql.DB, err error) {
 }
 
 // Migrate creates every table and index that is missing, in the base
-// database and in each shard database, and records the router's shape (or
-// checks it against the recorded one: a directory created with another
-// shape is ErrInvalid). It is idempotent; OpenSQLite calls it.
+// database and in each shard database, and records the table layout and
+// the router's shape (or checks them against the recorded ones: a directory
+// created with another shape, or by the earlier layout, is ErrInvalid,
+// before any table is created). It is idempotent; OpenSQLite calls it.
 func (s *SQLite) Migrate(ctx context.Context) error {
 	if err := s.migrate(ctx); err != nil {
 		return fmt.Errorf("%w (data dir %s)", err, s.dir)

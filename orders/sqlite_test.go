@@ -56,6 +56,21 @@ func TestSQLiteFiles(t *testing.T) {
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
+	// The router row names the layout: a binary of the earlier layout
+	// checks for "2x4" and so refuses these files instead of splitting a
+	// user's takes over two layouts.
+	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
+		db, err := sql.Open("sqlite", filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var router string
+		err = db.QueryRow(`SELECT meta_value FROM meta WHERE meta_key = 'router'`).Scan(&router)
+		db.Close()
+		if err != nil || router != "2x4/orders-split" {
+			t.Errorf("%s records router %q (%v), want 2x4/orders-split", name, router, err)
+		}
+	}
 }
 
 func TestSQLiteReopen(t *testing.T) {
@@ -113,6 +128,83 @@ func TestSQLiteRefusesEarlierLayout(t *testing.T) {
 		if err != nil || tables != 0 {
 			t.Errorf("%s: %d tables created by the refused open (%v)", name, tables, err)
 		}
+	}
+}
+
+// TestAuditFindsBrokenInvariants breaks one invariant per user behind the
+// store's back (an order deleted, an award changed, a count row changed, a
+// take set back to unused) and checks that the audit counts each once,
+// with the orders spread over the seed's four order tables.
+func TestAuditFindsBrokenInvariants(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s := openSQLite(t, dir)
+	strategy := &lottery.Strategy{ID: 7, Mode: lottery.ModeTotal, GrantType: lottery.GrantImmediate,
+		Details: []lottery.StrategyDetail{{Award: lottery.Award{ID: "A", Type: lottery.AwardCoupon, Name: "a"}, AwardCount: 100, Rate: 1}}}
+	act := &lottery.Activity{ID: 1, Name: "a", BeginAt: time.Unix(1000, 0).UTC(), EndAt: time.Unix(2000, 0).UTC(),
+		StockCount: 100, StockSurplus: 100, TakeCount: 2, StrategyID: 7, State: lottery.StateEdit}
+	if err := s.SaveActivity(ctx, act, strategy); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := lottery.NewSnowflake(9)
+	r := seedRouter(t)
+	users := []string{"deleted-order", "other-award", "count-changed", "take-unused", "fine"}
+	orderOf := map[string]int64{}
+	takeOf := map[string]int64{}
+	tables := map[int]bool{}
+	for _, u := range users {
+		tk := &lottery.Take{ID: ids.Next(), UserID: u, ActivityID: 1, StrategyID: 7}
+		o := &lottery.Order{ID: ids.Next(), Mode: lottery.ModeTotal, GrantType: lottery.GrantImmediate, Award: strategy.Details[0].Award}
+		if err := s.TakeDraw(ctx, tk, 2, o); err != nil {
+			t.Fatal(err)
+		}
+		orderOf[u], takeOf[u] = o.ID, tk.ID
+		_, tb := r.Route(u)
+		tables[tb] = true
+	}
+	if len(tables) < 2 {
+		t.Fatalf("the users' orders are all in one order table (%v): pick other users", tables)
+	}
+	if a, err := s.Audit(ctx, 1); err != nil || a.Err() != nil || a.Orders != 5 || a.WonTakes != 5 {
+		t.Fatalf("audit before: %+v, %v", a, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	exec := func(user, query string, args ...any) {
+		t.Helper()
+		db, tb := r.Route(user)
+		conn, err := sql.Open("sqlite", filepath.Join(dir, orders.ShardDatabase(db)+".db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		query = strings.ReplaceAll(query, "{export}", orders.ShardTable(orders.TableExport, tb))
+		if res, err := conn.Exec(query, args...); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		} else if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("%s: %d rows", query, n)
+		}
+	}
+	exec("deleted-order", `DELETE FROM {export} WHERE order_id = ?`, orderOf["deleted-order"])
+	exec("other-award", `UPDATE {export} SET award_id = 'B' WHERE order_id = ?`, orderOf["other-award"])
+	exec("count-changed", `UPDATE `+orders.TableTakeCount+` SET left_count = 0 WHERE user_id = ?`, "count-changed")
+	exec("take-unused", `UPDATE `+orders.TableTake+` SET state = 0, award_id = '' WHERE take_id = ?`, takeOf["take-unused"])
+
+	s = openSQLite(t, dir)
+	defer s.Close()
+	a, err := s.Audit(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := orders.Audit{Takes: 5, UsedTakes: 4, WonTakes: 4, Orders: 4, WonWithoutOrder: 1, OrphanOrders: 1, AwardMismatch: 1, CountMismatch: 1}
+	if a.Takes != want.Takes || a.UsedTakes != want.UsedTakes || a.WonTakes != want.WonTakes || a.Orders != want.Orders ||
+		a.WonWithoutOrder != want.WonWithoutOrder || a.OrphanOrders != want.OrphanOrders ||
+		a.AwardMismatch != want.AwardMismatch || a.CountMismatch != want.CountMismatch {
+		t.Fatalf("audit after breaking one invariant per user:\n got %+v\nwant %+v", a, want)
+	}
+	if a.Err() == nil {
+		t.Fatal("Err() is nil for a broken store")
 	}
 }
 

@@ -128,9 +128,11 @@ func (s *store) start(ctx context.Context, batchTimeout time.Duration) error {
 	return nil
 }
 
-// shape is the router's shape as meta records it, for example "2x4".
+// shape is the router's shape as meta records it, for example
+// "2x4/orders-split": the layout rides in it so that a binary of the
+// earlier layout, which recorded and checks "2x4", refuses this store.
 func (s *store) shape() string {
-	return strconv.Itoa(s.router.DBCount) + "x" + strconv.Itoa(s.router.TBCount)
+	return strconv.Itoa(s.router.DBCount) + "x" + strconv.Itoa(s.router.TBCount) + "/" + tableLayout
 }
 
 // migrate creates every table and index that is missing, in the base
