@@ -58,11 +58,11 @@ type BrokerConfig struct {
 	// Retention is how long a message is kept (default DefaultRetention).
 	// The broker drops a partition's oldest batches once all their messages
 	// are older: from memory at once, from disk a whole segment file (100
-	// MiB) at a time; without it the log and its
-	// in-memory index grow with every invoice (about 250 bytes of disk and
-	// 12 of memory each, measured). A distributor stopped for longer than
-	// this loses the invoices it did not read: their orders stay with
-	// grant_state 0 (see the activity audit).
+	// MiB) at a time. Without it the log and its in-memory index grew with
+	// every invoice (about 250 bytes of disk and 12 of memory each,
+	// measured). A distributor stopped for longer than this loses the
+	// invoices it did not read: their orders stay with grant_state 0 (see
+	// the activity audit).
 	Retention time.Duration
 	// Logger receives the broker's warnings and errors (default: discarded).
 	Logger *slog.Logger

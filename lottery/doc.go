@@ -28,7 +28,7 @@
 //     the award's, if the write or anything before it fails: a failed draw
 //     of a new take leaves nothing behind, and no take of this process is
 //     ever left unused. An unused take recorded otherwise (by an older edge
-//     that recorded a take before its draw, Orders.Take) is reused (the
+//     that recorded a take before its draw, the stores' Take) is reused (the
 //     seed's "reuse the unused take") by a draw that goes through the store
 //     read, which a user's draw does once the count is used up or the
 //     activity's stock refused a new take (see the next point): Orders.Draw

@@ -89,13 +89,13 @@ func (s *store) auditShard(ctx context.Context, sh *shard, activityID int64, a *
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	take, count := TableTake, TableTakeCount
+	take := TableTake
 	var takes, used, won, countBad int64
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(state = 1), 0), COALESCE(SUM(state = 1 AND award_id <> ''), 0)
 		FROM `+take+` WHERE activity_id = ?`, activityID).Scan(&takes, &used, &won); err != nil {
 		return err
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+count+` c
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+TableTakeCount+` c
 		WHERE c.activity_id = ? AND c.total_count - c.left_count <>
 			(SELECT COUNT(*) FROM `+take+` t WHERE t.activity_id = c.activity_id AND t.user_id = c.user_id)`,
 		activityID).Scan(&countBad); err != nil {

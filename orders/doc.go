@@ -23,7 +23,8 @@
 //     gave a group commit of the 2 x 4 layout up to four INSERTs for each of
 //     them instead of one (1.46 statements per all-win draw on MariaDB
 //     against 0.99), and MariaDB's cost is mostly per statement: the seed's
-//     layout takes 17% more all-win draws a second on one server. Meta records the layout, and a store written by
+//     layout takes 17% more all-win draws a second on one server. Meta
+//     records the layout with the router's shape, and a store written by
 //     the earlier one is refused rather than read as empty.
 //   - Sharding by user over DBCount x TBCount (the seed's 2 x 4). The hash
 //     (Router.Route) is backend-neutral and part of the on-disk format:

@@ -806,10 +806,7 @@ func (w *writer) blindTurn() bool {
 // countsOnly reports whether the read of p would fetch nothing but count
 // rows: the batch is new takes (and their draws) and outbox updates.
 func (p *bulkPlan) countsOnly() bool {
-	if len(p.countGroups) == 0 {
-		return false
-	}
-	if len(p.drawIDs) > 0 {
+	if len(p.countGroups) == 0 || len(p.drawIDs) > 0 {
 		return false
 	}
 	for tb := range p.tbCount {

@@ -44,11 +44,28 @@ func TestSQLiteContract(t *testing.T) {
 	})
 }
 
+// seedFiles are the files of a SQLite store over the seed's 2 x 4.
+var seedFiles = []string{"lottery.db", "lottery_00.db", "lottery_01.db"}
+
+// eachFile opens each of seedFiles in dir with its own connection and
+// passes it to fn.
+func eachFile(t *testing.T, dir string, fn func(name string, db *sql.DB)) {
+	t.Helper()
+	for _, name := range seedFiles {
+		db, err := sql.Open("sqlite", filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(name, db)
+		db.Close()
+	}
+}
+
 func TestSQLiteFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	s := openSQLite(t, dir)
 	defer s.Close()
-	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
+	for _, name := range seedFiles {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("missing %s: %v", name, err)
 		}
@@ -59,18 +76,13 @@ func TestSQLiteFiles(t *testing.T) {
 	// The router row names the layout: a binary of the earlier layout
 	// checks for "2x4" and so refuses these files instead of splitting a
 	// user's takes over two layouts.
-	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
-		db, err := sql.Open("sqlite", filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachFile(t, dir, func(name string, db *sql.DB) {
 		var router string
-		err = db.QueryRow(`SELECT meta_value FROM meta WHERE meta_key = 'router'`).Scan(&router)
-		db.Close()
+		err := db.QueryRow(`SELECT meta_value FROM meta WHERE meta_key = 'router'`).Scan(&router)
 		if err != nil || router != "2x4/orders-split" {
 			t.Errorf("%s records router %q (%v), want 2x4/orders-split", name, router, err)
 		}
-	}
+	})
 }
 
 func TestSQLiteReopen(t *testing.T) {
@@ -89,15 +101,11 @@ func TestSQLiteReopen(t *testing.T) {
 }
 
 // TestSQLiteRefusesEarlierLayout opens databases written by the version
-// that split takes and counts over tbCount tables (meta records the router
-// but no layout): refused with ErrInvalid, and no table created.
+// that split takes and counts over tbCount tables (meta records the bare
+// shape, no layout): refused with ErrInvalid, and no table created.
 func TestSQLiteRefusesEarlierLayout(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
-		db, err := sql.Open("sqlite", filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachFile(t, dir, func(_ string, db *sql.DB) {
 		for _, q := range []string{
 			`CREATE TABLE meta (meta_key TEXT PRIMARY KEY, meta_value TEXT NOT NULL)`,
 			`INSERT INTO meta VALUES ('router', '2x4')`,
@@ -107,8 +115,7 @@ func TestSQLiteRefusesEarlierLayout(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		db.Close()
-	}
+	})
 	r, _ := orders.NewRouter(2, 4)
 	s, err := orders.OpenSQLite(dir, r)
 	if err == nil {
@@ -117,18 +124,13 @@ func TestSQLiteRefusesEarlierLayout(t *testing.T) {
 	if !errors.Is(err, lottery.ErrInvalid) || !strings.Contains(err.Error(), "earlier version") {
 		t.Fatalf("OpenSQLite on the earlier layout: %v, want ErrInvalid naming the earlier version", err)
 	}
-	for _, name := range []string{"lottery.db", "lottery_00.db", "lottery_01.db"} {
-		db, err := sql.Open("sqlite", filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachFile(t, dir, func(name string, db *sql.DB) {
 		var tables int
-		err = db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('meta', 'user_take_activity_000')`).Scan(&tables)
-		db.Close()
+		err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('meta', 'user_take_activity_000')`).Scan(&tables)
 		if err != nil || tables != 0 {
 			t.Errorf("%s: %d tables created by the refused open (%v)", name, tables, err)
 		}
-	}
+	})
 }
 
 // TestAuditFindsBrokenInvariants breaks one invariant per user behind the

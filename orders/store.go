@@ -107,7 +107,7 @@ func (sh *shard) prepare(ctx context.Context, d *dialect, tbCount int) error {
 	if sh.wstmt, err = prepareWrites(ctx, d, sh.wdb, tbCount); err != nil {
 		return err
 	}
-	sh.userState, err = sh.rdb.PrepareContext(ctx, userStateSQL())
+	sh.userState, err = sh.rdb.PrepareContext(ctx, userStateSQL)
 	return err
 }
 
@@ -173,32 +173,22 @@ func (s *store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tableLayout names, in meta, the layout of the shard databases' tables:
-// the orders split over tbCount tables, one take and one count table per
-// database (the seed's). A store written before it (every kind split, no
-// layout recorded) is refused rather than read as empty.
+// tableLayout is the layout of the shard databases' tables, recorded in
+// meta as part of the router's shape: the orders split over tbCount
+// tables, one take and one count table per database (the seed's). The
+// earlier layout split every kind and recorded the bare shape ("2x4").
 const tableLayout = "orders-split"
 
-// checkShape checks, or records in a new database, the table layout and
-// the router's shape.
+// checkShape checks, or records in a new database, the router's shape. A
+// database whose shape names no layout was written by the earlier one and
+// is refused rather than read as empty.
 func (s *store) checkShape(ctx context.Context, db *sql.DB) error {
-	var router string
-	switch err := db.QueryRowContext(ctx, `SELECT meta_value FROM meta WHERE meta_key = 'router'`).Scan(&router); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return s.storeErr(err)
-	default:
-		var layout string
-		err := db.QueryRowContext(ctx, `SELECT meta_value FROM meta WHERE meta_key = 'layout'`).Scan(&layout)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: the database was written by an earlier version, which split takes and counts over tbCount tables like the orders; this one keeps one take and one count table per database (the seed's layout): start from new databases", lottery.ErrInvalid)
-		}
-		if err != nil {
-			return s.storeErr(err)
-		}
-	}
-	if err := s.checkMeta(ctx, db, "layout", tableLayout); err != nil {
+	got, ok, err := s.meta(ctx, db, "router")
+	if err != nil {
 		return err
+	}
+	if ok && !strings.HasSuffix(got, "/"+tableLayout) {
+		return fmt.Errorf("%w: the database was written by an earlier version, which split takes and counts over tbCount tables like the orders; this one keeps one take and one count table per database (the seed's layout): start from new databases", lottery.ErrInvalid)
 	}
 	return s.checkMeta(ctx, db, "router", s.shape())
 }
@@ -209,14 +199,27 @@ func (s *store) checkMeta(ctx context.Context, db *sql.DB, key, want string) err
 	if _, err := db.ExecContext(ctx, s.d.putMeta, key, want); err != nil {
 		return s.storeErr(err)
 	}
-	var got string
-	if err := db.QueryRowContext(ctx, `SELECT meta_value FROM meta WHERE meta_key = ?`, key).Scan(&got); err != nil {
-		return s.storeErr(err)
+	got, _, err := s.meta(ctx, db, key)
+	if err != nil {
+		return err
 	}
 	if got != want {
 		return fmt.Errorf("%w: the database records %s %s, not %s", lottery.ErrInvalid, key, got, want)
 	}
 	return nil
+}
+
+// meta reads the value of key in db's meta table; ok is false when the
+// key is not there.
+func (s *store) meta(ctx context.Context, db *sql.DB, key string) (value string, ok bool, err error) {
+	err = db.QueryRowContext(ctx, `SELECT meta_value FROM meta WHERE meta_key = ?`, key).Scan(&value)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, s.storeErr(err)
+	}
+	return value, true, nil
 }
 
 // Router returns the store's router.
@@ -298,10 +301,8 @@ func (s *store) WriteStats() WriteStats {
 
 // userStateSQL reads a user's count row and the unused take with the lowest
 // id; its arguments are the user and the activity.
-func userStateSQL() string {
-	return `SELECT c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` + userStateFrom + `
+const userStateSQL = `SELECT c.left_count, t.take_id, t.strategy_id, t.take_count, t.take_date` + userStateFrom + `
 		WHERE c.user_id = ? AND c.activity_id = ?`
-}
 
 // userStateFrom joins the count rows (c) with each one's unused take of the
 // lowest id (t), for userStateSQL and userStatesSQL.

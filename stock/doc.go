@@ -69,7 +69,8 @@
 //     and hands every caller its own answer; calls that need another step
 //     (a fall-through to the next shard, the lock mode's second command) ride
 //     in the next pipeline. Batches form by themselves: while one pipeline is
-//     on the wire the next calls queue up. One pipeline at a time carries a
+//     on the wire the next calls queue up, and the goroutine yields once
+//     before gathering so the callers the last answers woke can queue too. One pipeline at a time carries a
 //     busy edge's reservations in a few percent of a round trip each. The
 //     queue holds 4 x Batch calls and drops nothing: a caller waits for room
 //     until its context ends. A caller that stops waiting abandons its call;
